@@ -1,0 +1,548 @@
+//! The store conformance suite: one set of checks, run against every backend (in-memory, a
+//! temporary directory, and real S3 servers), plus the store wrappers it uses to inject faults,
+//! count round trips and imitate stores that ignore conditional writes.
+//!
+//! Each check takes a factory that returns a fresh, empty store each time it is called.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::layout::{self, Key};
+use crate::manifest::{self, Artifact, Manifest};
+use crate::names::{Alias, ModelName, Version};
+use crate::store::{ConditionalWrites, ETag, Object, PutMode, Store, StoreError, probe};
+use crate::{ArtifactCheck, Error, Registry, VersionChoice, WritePolicy};
+
+/// Something that makes fresh, empty stores.
+pub trait StoreFactory: Fn() -> Arc<dyn Store> + Send + Sync {}
+impl<F: Fn() -> Arc<dyn Store> + Send + Sync> StoreFactory for F {}
+
+/// Counts the calls made to a store (probe calls excluded).
+#[derive(Debug)]
+pub struct Counting {
+    inner: Arc<dyn Store>,
+    calls: AtomicUsize,
+}
+
+impl Counting {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    /// Calls so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn tick(&self, key: &str) {
+        if !key.starts_with("_probe/") {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Fails the `n`th call (0-based; probe calls excluded) with a backend error, as a crash or a
+/// network fault at that point would.
+#[derive(Debug)]
+pub struct FailNth {
+    inner: Arc<dyn Store>,
+    calls: AtomicUsize,
+    n: usize,
+}
+
+impl FailNth {
+    /// Wraps `inner`, failing call `n`.
+    pub fn new(inner: Arc<dyn Store>, n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            n,
+        })
+    }
+
+    fn check(&self, op: &'static str, key: &str) -> Result<(), StoreError> {
+        if key.starts_with("_probe/") {
+            return Ok(());
+        }
+        if self.calls.fetch_add(1, Ordering::SeqCst) == self.n {
+            return Err(StoreError::backend(
+                op,
+                &Key::from_store(key.to_owned()),
+                "injected fault",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Turns every conditional write into a plain overwrite, as some S3 servers silently do.
+#[derive(Debug)]
+pub struct IgnoreConditions(pub Arc<dyn Store>);
+
+#[async_trait]
+impl Store for Counting {
+    async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError> {
+        self.tick(key.as_str());
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &Key, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError> {
+        self.tick(key.as_str());
+        self.inner.put(key, bytes, mode).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
+        self.tick(prefix);
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.tick(key.as_str());
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[async_trait]
+impl Store for FailNth {
+    async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError> {
+        self.check("get", key.as_str())?;
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &Key, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError> {
+        self.check("put", key.as_str())?;
+        self.inner.put(key, bytes, mode).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
+        self.check("list", prefix)?;
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.check("delete", key.as_str())?;
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[async_trait]
+impl Store for IgnoreConditions {
+    async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &Key, bytes: Bytes, _mode: PutMode) -> Result<ETag, StoreError> {
+        self.0.put(key, bytes, PutMode::Overwrite).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// A valid manifest for `name` whose artifacts are `files` (role `file{i}`), and the files.
+pub fn sample(name: &str, files: &[&[u8]]) -> (Manifest, Vec<Bytes>) {
+    let mut m = manifest::tests_support::base(name);
+    m.artifacts = files
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            Artifact::describe(
+                format!("file{i}"),
+                format!("file{i}.bin"),
+                "application/octet-stream",
+                b,
+            )
+        })
+        .collect();
+    (m, files.iter().map(|b| Bytes::copy_from_slice(b)).collect())
+}
+
+async fn writer(store: Arc<dyn Store>) -> Registry {
+    Registry::open(store, WritePolicy::Concurrent)
+        .await
+        .expect("open registry")
+}
+
+fn model(name: &str) -> ModelName {
+    ModelName::new(name).unwrap()
+}
+
+/// Plain get, put, list and delete behave as documented.
+pub async fn basic_operations(make: &dyn StoreFactory) {
+    let store = make();
+    let a = Key::from_store("t/a/x.json".into());
+    let b = Key::from_store("t/b.json".into());
+    assert!(store.get(&a).await.unwrap().is_none());
+    let etag = store
+        .put(&a, Bytes::from_static(b"one"), PutMode::Overwrite)
+        .await
+        .unwrap();
+    let got = store.get(&a).await.unwrap().expect("object just written");
+    assert_eq!(&got.bytes[..], b"one");
+    if !etag.as_str().is_empty() {
+        assert_eq!(got.etag, etag, "put and get report the same ETag");
+    }
+    store
+        .put(&b, Bytes::from_static(b"two"), PutMode::Overwrite)
+        .await
+        .unwrap();
+    store
+        .put(&a, Bytes::from_static(b"three"), PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(&store.get(&a).await.unwrap().unwrap().bytes[..], b"three");
+    assert_eq!(store.list("t/").await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(store.list("t/a/").await.unwrap(), vec![a.clone()]);
+    assert!(store.list("nothing/").await.unwrap().is_empty());
+    store.delete(&a).await.unwrap();
+    store.delete(&a).await.unwrap();
+    assert!(store.get(&a).await.unwrap().is_none());
+    assert_eq!(store.list("t/").await.unwrap(), vec![b]);
+}
+
+/// A registry in single-writer mode works on any store: publish, list, promote, resolve, verify.
+pub async fn single_writer_round_trip(make: &dyn StoreFactory) {
+    let reg = Registry::open(make(), WritePolicy::SingleWriter)
+        .await
+        .unwrap();
+    let name = model("roundtrip");
+    let (m, files) = sample("roundtrip", &[b"weights", b"labels"]);
+    let v1 = reg
+        .publish(m.clone(), &files, VersionChoice::Next)
+        .await
+        .unwrap();
+    assert_eq!(v1.manifest.version, Version::numbered(1));
+    let (m2, files2) = sample("roundtrip", &[b"weights-2"]);
+    let v2 = reg.publish(m2, &files2, VersionChoice::Next).await.unwrap();
+    assert_eq!(v2.manifest.version, Version::numbered(2));
+    assert_eq!(reg.models().await.unwrap(), vec![name.clone()]);
+    let index = reg.index(&name).await.unwrap();
+    assert_eq!(index.versions.len(), 2);
+    assert_eq!(index.alias(&Alias::latest()), Some(&Version::numbered(2)));
+    let prod = Alias::production();
+    assert_eq!(
+        reg.promote(&name, &prod, &Version::numbered(1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(reg.resolve(&name, "production").await.unwrap(), v1.manifest);
+    assert_eq!(reg.resolve(&name, "v2").await.unwrap(), v2.manifest);
+    assert!(matches!(
+        reg.resolve(&name, "v9").await,
+        Err(Error::VersionNotFound { .. })
+    ));
+    assert!(matches!(
+        reg.promote(&name, &prod, &Version::numbered(9)).await,
+        Err(Error::VersionNotFound { .. })
+    ));
+    let report = reg.verify(&name, &Version::numbered(1)).await.unwrap();
+    assert!(report.is_ok());
+    assert_eq!(report.artifacts.len(), 2);
+    assert_eq!(
+        &reg.blob(&m.artifacts[1].digest).await.unwrap()[..],
+        b"labels"
+    );
+}
+
+/// Create-only puts refuse an existing key; compare-and-swap refuses a stale ETag and never
+/// overwrites; the probe says so.
+pub async fn conditional_writes_are_enforced(make: &dyn StoreFactory) {
+    let store = make();
+    assert_eq!(
+        probe(store.as_ref()).await.unwrap(),
+        ConditionalWrites::Honoured
+    );
+    let key = Key::from_store("t/cas.json".into());
+    let first = store
+        .put(&key, Bytes::from_static(b"1"), PutMode::Create)
+        .await
+        .unwrap();
+    let again = store
+        .put(&key, Bytes::from_static(b"2"), PutMode::Create)
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    let read = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(&read.bytes[..], b"1");
+    if !first.as_str().is_empty() {
+        assert_eq!(read.etag, first);
+    }
+    store
+        .put(
+            &key,
+            Bytes::from_static(b"3"),
+            PutMode::IfMatch(read.etag.clone()),
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .put(&key, Bytes::from_static(b"4"), PutMode::IfMatch(read.etag))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::PreconditionFailed { .. })),
+        "{stale:?}"
+    );
+    let now = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(&now.bytes[..], b"3", "a stale writer must never overwrite");
+    store
+        .put(&key, Bytes::from_static(b"5"), PutMode::IfMatch(now.etag))
+        .await
+        .expect("a retry with the fresh ETag succeeds");
+}
+
+/// A second writer holding a stale index ETag gets a conflict, never an overwrite, and the
+/// registry's own retry (reread, reapply) then succeeds with both versions kept.
+pub async fn stale_index_writer_conflicts_then_retries(make: &dyn StoreFactory) {
+    let store = make();
+    let reg = writer(store.clone()).await;
+    let name = model("stale");
+    let (m, f) = sample("stale", &[b"a"]);
+    reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    let key = layout::model_index(&name);
+    let stale = store.get(&key).await.unwrap().unwrap();
+    let (m, f) = sample("stale", &[b"b"]);
+    reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    let blind = store
+        .put(&key, stale.bytes.clone(), PutMode::IfMatch(stale.etag))
+        .await;
+    assert!(
+        matches!(blind, Err(StoreError::PreconditionFailed { .. })),
+        "{blind:?}"
+    );
+    assert_eq!(reg.index(&name).await.unwrap().versions.len(), 2);
+    let (m, f) = sample("stale", &[b"c"]);
+    let third = reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    assert_eq!(third.manifest.version, Version::numbered(3));
+}
+
+/// A version is invisible until the index compare-and-swap succeeds: with the index write
+/// failing, blobs and manifest are stored but no reader sees the version; a rerun publishes it.
+pub async fn publish_is_invisible_until_index_cas_succeeds(make: &dyn StoreFactory) {
+    let store = make();
+    let (m, files) = sample("invisible", &[b"w1", b"w2", b"w3"]);
+    // Calls of a first publish: index get, 3 blobs, manifest, index put: the last is #5.
+    let failing = writer(FailNth::new(store.clone(), 5)).await;
+    let err = failing
+        .publish(m.clone(), &files, VersionChoice::Next)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    let name = model("invisible");
+    let manifest_key = layout::manifest(&name, &Version::numbered(1));
+    assert!(
+        store.get(&manifest_key).await.unwrap().is_some(),
+        "manifest written first"
+    );
+    let reader = Registry::read_only(store.clone());
+    assert!(matches!(
+        reader.index(&name).await,
+        Err(Error::ModelNotFound { .. })
+    ));
+    assert!(reader.models().await.unwrap().is_empty());
+    let published = writer(store)
+        .await
+        .publish(m, &files, VersionChoice::Next)
+        .await
+        .unwrap();
+    assert_eq!(
+        published.manifest.version,
+        Version::numbered(1),
+        "rerun adopts its manifest"
+    );
+    assert!(
+        reader
+            .verify(&name, &Version::numbered(1))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+/// `writers` concurrent publishers of `each` numbered versions: none is lost or duplicated.
+pub async fn concurrent_publishers_lose_nothing(
+    make: &dyn StoreFactory,
+    writers: usize,
+    each: usize,
+) {
+    let store = make();
+    let name = model("race");
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let reg = writer(store).await;
+            let mut mine = Vec::new();
+            for i in 0..each {
+                let payload = format!("writer {w} version {i}");
+                let (mut m, f) = sample("race", &[payload.as_bytes()]);
+                m.tags.insert("writer".into(), w.to_string());
+                let p = reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+                mine.push((p.manifest.version, p.manifest.artifacts[0].digest));
+            }
+            mine
+        }));
+    }
+    let mut published = Vec::new();
+    for task in tasks {
+        published.extend(task.await.expect("publisher task"));
+    }
+    let reader = Registry::read_only(store);
+    let index = reader.index(&name).await.unwrap();
+    assert_eq!(
+        index.versions.len(),
+        writers * each,
+        "every version in the index"
+    );
+    let listed: BTreeSet<_> = index.versions.iter().map(|e| e.version.clone()).collect();
+    assert_eq!(listed.len(), writers * each, "no version listed twice");
+    for (version, digest) in published {
+        assert!(listed.contains(&version), "{version} lost");
+        let m = reader.manifest(&name, &version).await.unwrap();
+        assert_eq!(
+            m.artifacts[0].digest, digest,
+            "{version} holds its publisher's artifact"
+        );
+    }
+}
+
+/// A blob whose bytes do not match its digest is refused on read, and `verify` reports it.
+pub async fn tampered_blob_is_refused(make: &dyn StoreFactory) {
+    let store = make();
+    let reg = writer(store.clone()).await;
+    let (m, f) = sample("tamper", &[b"genuine", b"other"]);
+    let p = reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    let digest = p.manifest.artifacts[0].digest;
+    store
+        .put(
+            &layout::blob(&digest),
+            Bytes::from_static(b"forged!"),
+            PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        reg.blob(&digest).await,
+        Err(Error::DigestMismatch { .. })
+    ));
+    let report = reg
+        .verify(&model("tamper"), &p.manifest.version)
+        .await
+        .unwrap();
+    assert!(!report.is_ok());
+    assert!(matches!(
+        report.artifacts[0].2,
+        ArtifactCheck::Corrupt { .. }
+    ));
+    assert_eq!(report.artifacts[1].2, ArtifactCheck::Ok);
+    store.delete(&layout::blob(&digest)).await.unwrap();
+    let report = reg
+        .verify(&model("tamper"), &p.manifest.version)
+        .await
+        .unwrap();
+    assert_eq!(report.artifacts[0].2, ArtifactCheck::Missing);
+}
+
+/// A fault at each store call of a publish leaves no visible half-published version and no
+/// corrupt index; a rerun then completes.
+pub async fn a_fault_at_any_call_leaves_no_half_version(make: &dyn StoreFactory) {
+    let name = model("faults");
+    // Count the calls of a second publish (the index exists by then: the harder case).
+    let count_calls = {
+        let counting = Counting::new(make());
+        let reg = writer(counting.clone()).await;
+        let (m, f) = sample("faults", &[b"base"]);
+        reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+        let before = counting.calls();
+        let (m, f) = sample("faults", &[b"x1", b"x2", b"x3"]);
+        reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+        counting.calls() - before
+    };
+    assert!(
+        count_calls >= 6,
+        "expected at least 6 calls, saw {count_calls}"
+    );
+    for n in 0..count_calls {
+        let store = make();
+        let reg = writer(store.clone()).await;
+        let (m, f) = sample("faults", &[b"base"]);
+        reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+        let (m, f) = sample("faults", &[b"x1", b"x2", b"x3"]);
+        let faulty = writer(FailNth::new(store.clone(), n)).await;
+        assert!(
+            faulty
+                .publish(m.clone(), &f, VersionChoice::Next)
+                .await
+                .is_err(),
+            "fault at call {n} must surface"
+        );
+        let index = reg.index(&name).await.expect("index still readable");
+        assert_eq!(
+            index.versions.len(),
+            1,
+            "fault at call {n}: no half version visible"
+        );
+        assert!(
+            reg.verify(&name, &Version::numbered(1))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        let rerun = reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+        assert_eq!(
+            rerun.manifest.version,
+            Version::numbered(2),
+            "fault at call {n}"
+        );
+        assert!(
+            reg.verify(&name, &Version::numbered(2))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(reg.index(&name).await.unwrap().versions.len(), 2);
+    }
+}
+
+/// On a store that ignores conditional writes, the probe says so, concurrent-mode writes are
+/// refused with an error naming single-writer mode, and single-writer mode works.
+pub async fn ignored_conditions_are_detected(make: &dyn StoreFactory) {
+    let store = make();
+    assert!(matches!(
+        probe(store.as_ref()).await.unwrap(),
+        ConditionalWrites::Ignored(_)
+    ));
+    let reg = Registry::open(store.clone(), WritePolicy::Concurrent)
+        .await
+        .unwrap();
+    let (m, f) = sample("unsafe", &[b"w"]);
+    let err = reg
+        .publish(m.clone(), &f, VersionChoice::Next)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnsafeStore { .. }), "{err:?}");
+    assert!(err.to_string().contains("single-writer"), "{err}");
+    assert!(
+        store.list(layout::MODELS).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    let single = Registry::open(store, WritePolicy::SingleWriter)
+        .await
+        .unwrap();
+    single.publish(m, &f, VersionChoice::Next).await.unwrap();
+}

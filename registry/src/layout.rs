@@ -1,0 +1,151 @@
+//! The registry's layout as pure key math: every object the registry reads or writes has its key
+//! built here, from checked types only, so no key can escape its folder.
+//!
+//! ```text
+//! blobs/sha256/<hex>                      immutable artifacts, create-only
+//! models/<name>/versions/<version>.json   immutable manifests, create-only
+//! models/<name>/index.json                versions + aliases, compare-and-swap on its ETag
+//! datasets/<dataset>/...                  samples, dedupe index, snapshots
+//! jobs/<id>.json                          job requests and their state
+//! runs/<run-id>/...                       logs, metrics, reports
+//! ```
+
+use std::fmt;
+
+use crate::digest::Digest;
+use crate::names::{ModelName, NameError, Version};
+
+/// A storage key: `/`-separated segments, relative to the registry root.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    /// The key's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Wraps a key that came back from the store itself (a listing).
+    pub(crate) fn from_store(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:?})", self.0)
+    }
+}
+
+/// Top-level folder of content-addressed blobs.
+pub const BLOBS: &str = "blobs/sha256/";
+/// Top-level folder of models.
+pub const MODELS: &str = "models/";
+const INDEX_FILE: &str = "index.json";
+
+/// `blobs/sha256/<hex>`.
+pub fn blob(digest: &Digest) -> Key {
+    Key(format!("{BLOBS}{}", digest.hex()))
+}
+
+/// `models/<name>/index.json`.
+pub fn model_index(name: &ModelName) -> Key {
+    Key(format!("{MODELS}{name}/{INDEX_FILE}"))
+}
+
+/// `models/<name>/versions/<version>.json`.
+pub fn manifest(name: &ModelName, version: &Version) -> Key {
+    Key(format!("{MODELS}{name}/versions/{version}.json"))
+}
+
+/// The model whose index lives at `key`, if `key` is a model index key.
+pub fn model_of_index_key(key: &Key) -> Option<ModelName> {
+    let name = key
+        .as_str()
+        .strip_prefix(MODELS)?
+        .strip_suffix(INDEX_FILE)?;
+    ModelName::new(name.strip_suffix('/')?).ok()
+}
+
+/// A dataset's name: the same rules as a model's.
+pub type DatasetName = ModelName;
+
+/// `datasets/<dataset>/<rest>`, where every segment of `rest` is checked like a name.
+pub fn dataset_object(dataset: &DatasetName, rest: &[&str]) -> Result<Key, NameError> {
+    segments(format!("datasets/{dataset}"), rest)
+}
+
+/// `jobs/<id>.json`.
+pub fn job(id: &uuid::Uuid) -> Key {
+    Key(format!("jobs/{}.json", id.as_hyphenated()))
+}
+
+/// `runs/<run-id>/<rest>`, where every segment is checked like a version string.
+pub fn run_object(run_id: &str, rest: &[&str]) -> Result<Key, NameError> {
+    segments(format!("runs/{}", Version::new(run_id)?), rest)
+}
+
+/// `_probe/<id>`: scratch objects of the conditional-write probe.
+pub(crate) fn probe(id: &uuid::Uuid) -> Key {
+    Key(format!("_probe/{}", id.as_simple()))
+}
+
+fn segments(mut key: String, rest: &[&str]) -> Result<Key, NameError> {
+    for segment in rest {
+        // File names such as `meta.json` or `2025` follow the version rules: no separators, no
+        // `..`, no control characters, a letter or digit first.
+        Version::new(*segment)?;
+        key.push('/');
+        key.push_str(segment);
+    }
+    Ok(Key(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let name = ModelName::new("detector").unwrap();
+        let v = Version::numbered(3);
+        let d = Digest::of(b"abc");
+        assert_eq!(
+            blob(&d).as_str(),
+            "blobs/sha256/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(model_index(&name).as_str(), "models/detector/index.json");
+        assert_eq!(
+            manifest(&name, &v).as_str(),
+            "models/detector/versions/v3.json"
+        );
+        assert_eq!(model_of_index_key(&model_index(&name)), Some(name.clone()));
+        assert_eq!(model_of_index_key(&manifest(&name, &v)), None);
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            job(&id).as_str(),
+            "jobs/00000000-0000-0000-0000-000000000000.json"
+        );
+    }
+
+    #[test]
+    fn nested_keys_check_every_segment() {
+        let ds = DatasetName::new("photos").unwrap();
+        assert_eq!(
+            dataset_object(&ds, &["images", "2025", "a.jpg"])
+                .unwrap()
+                .as_str(),
+            "datasets/photos/images/2025/a.jpg"
+        );
+        assert!(dataset_object(&ds, &["..", "x"]).is_err());
+        assert!(dataset_object(&ds, &["a/b"]).is_err());
+        assert!(run_object("run-1", &["metrics.json"]).is_ok());
+        assert!(run_object("../x", &["metrics.json"]).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The registry's one I/O seam: an object store with create-only and compare-and-swap writes.
+//!
+//! The registry needs five calls of a store, and exact semantics for two of them: a create-only
+//! put that fails if the key exists, and a put that succeeds only if the object still has the
+//! ETag we read. Backends: [`ObjectStoreBackend`] (in-memory and S3 through `object_store`) and
+//! [`DirStore`] (a local directory; `object_store`'s own local backend cannot compare-and-swap).
+
+mod dir;
+mod object;
+#[cfg(not(target_arch = "wasm32"))]
+mod open;
+mod probe;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::layout::Key;
+
+pub use dir::DirStore;
+pub use object::ObjectStoreBackend;
+#[cfg(not(target_arch = "wasm32"))]
+pub use open::{OpenError, open};
+pub use probe::{ConditionalWrites, probe};
+
+/// An opaque object version tag, as the store reports it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ETag(String);
+
+impl ETag {
+    /// Wraps the store's tag.
+    pub fn new(tag: impl Into<String>) -> Self {
+        Self(tag.into())
+    }
+
+    /// The tag as the store reported it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ETag({})", self.0)
+    }
+}
+
+/// How a put treats an object that already exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Fail with [`StoreError::AlreadyExists`] if the key exists (`If-None-Match: *`).
+    Create,
+    /// Fail with [`StoreError::PreconditionFailed`] unless the object still has this ETag
+    /// (`If-Match`).
+    IfMatch(ETag),
+}
+
+/// An object's bytes and the ETag they were read at.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The whole object.
+    pub bytes: Bytes,
+    /// Its version tag, for a later [`PutMode::IfMatch`].
+    pub etag: ETag,
+}
+
+/// Errors of a store call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A create-only put found the key taken.
+    #[error("{key} already exists")]
+    AlreadyExists {
+        /// The key that exists.
+        key: Key,
+    },
+    /// A compare-and-swap put found the object changed (or gone).
+    #[error("{key} changed since it was read")]
+    PreconditionFailed {
+        /// The key whose ETag no longer matches.
+        key: Key,
+    },
+    /// The backend failed: network, permissions, disk.
+    #[error("store call {op} on {key} failed")]
+    Backend {
+        /// The call that failed.
+        op: &'static str,
+        /// The key it was about.
+        key: Key,
+        /// What the backend said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn backend(
+        op: &'static str,
+        key: &Key,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            op,
+            key: key.clone(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The calls the registry makes of a store. Implementations must make `Create` and `IfMatch`
+/// atomic, or fail [`probe`] so that the registry knows not to rely on them.
+#[async_trait]
+pub trait Store: fmt::Debug + Send + Sync {
+    /// The whole object at `key`, or `None` if there is none.
+    async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError>;
+
+    /// Writes `bytes` at `key` under `mode`; returns the new ETag.
+    async fn put(&self, key: &Key, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError>;
+
+    /// Every key under `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError>;
+
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &Key) -> Result<(), StoreError>;
+
+    /// Where the store lives, for messages (never includes credentials).
+    fn describe(&self) -> String;
+}

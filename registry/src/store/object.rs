@@ -1,0 +1,124 @@
+//! [`ObjectStoreBackend`]: the seam over any `object_store` backend (in-memory, S3 and its kin).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload, UpdateVersion};
+
+use super::{ETag, Object, PutMode, Store, StoreError};
+use crate::layout::Key;
+
+/// A registry store over an `object_store` backend.
+#[derive(Debug, Clone)]
+pub struct ObjectStoreBackend {
+    inner: Arc<dyn ObjectStore>,
+    label: String,
+}
+
+impl ObjectStoreBackend {
+    /// Wraps `inner`; `label` names it in messages and must not contain credentials.
+    pub fn new(inner: Arc<dyn ObjectStore>, label: impl Into<String>) -> Self {
+        Self {
+            inner,
+            label: label.into(),
+        }
+    }
+
+    /// A fresh, empty in-memory store (tests, dry runs).
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(object_store::memory::InMemory::new()), "memory://")
+    }
+}
+
+fn path(op: &'static str, key: &Key) -> Result<Path, StoreError> {
+    Path::parse(key.as_str()).map_err(|e| StoreError::backend(op, key, e))
+}
+
+#[async_trait]
+impl Store for ObjectStoreBackend {
+    async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError> {
+        let location = path("get", key)?;
+        let result = match self.inner.get(&location).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(StoreError::backend("get", key, e)),
+        };
+        let etag = result.meta.e_tag.clone();
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| StoreError::backend("get", key, e))?;
+        let etag = etag.ok_or_else(|| StoreError::backend("get", key, "store returned no ETag"))?;
+        Ok(Some(Object {
+            bytes,
+            etag: ETag::new(etag),
+        }))
+    }
+
+    async fn put(&self, key: &Key, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError> {
+        let location = path("put", key)?;
+        let mode = match mode {
+            PutMode::Overwrite => object_store::PutMode::Overwrite,
+            PutMode::Create => object_store::PutMode::Create,
+            PutMode::IfMatch(etag) => object_store::PutMode::Update(UpdateVersion {
+                e_tag: Some(etag.0),
+                version: None,
+            }),
+        };
+        let options = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&location, PutPayload::from_bytes(bytes), options)
+            .await
+        {
+            Ok(result) => Ok(ETag::new(result.e_tag.unwrap_or_default())),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(StoreError::AlreadyExists { key: key.clone() })
+            }
+            Err(object_store::Error::Precondition { .. }) => {
+                Err(StoreError::PreconditionFailed { key: key.clone() })
+            }
+            Err(e) => Err(StoreError::backend("put", key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
+        let folder = prefix.trim_end_matches('/');
+        let as_key = Key::from_store(prefix.to_owned());
+        let location = if folder.is_empty() {
+            None
+        } else {
+            Some(path("list", &as_key)?)
+        };
+        let metas: Vec<_> = self
+            .inner
+            .list(location.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::backend("list", &as_key, e))?;
+        let mut keys: Vec<Key> = metas
+            .into_iter()
+            .map(|m| Key::from_store(m.location.to_string()))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        let location = path("delete", key)?;
+        match self.inner.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StoreError::backend("delete", key, e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}
