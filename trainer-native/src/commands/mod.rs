@@ -1,0 +1,33 @@
+//! One module per group of commands; `run` dispatches.
+
+mod registry_ops;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the command and returns the exit code for a run that did not fail outright.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Models => registry_ops::models(g).await,
+        Command::Versions { name } => registry_ops::versions(g, &name).await,
+        Command::Show {
+            name,
+            reference,
+            format,
+        } => registry_ops::show(g, &name, &reference, format).await,
+        Command::Promote {
+            name,
+            version,
+            alias,
+        } => registry_ops::promote(g, &name, &version, &alias).await,
+        Command::Verify { name, reference } => registry_ops::verify(g, &name, &reference).await,
+        Command::Publish {
+            manifest,
+            artifacts,
+            version,
+        } => registry_ops::publish(g, &manifest, &artifacts, version.as_deref()).await,
+    }?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,238 @@
+//! Registry commands: models, versions, show, promote, verify, publish.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use registry::manifest::{Artifact, SCHEMA_VERSION};
+use registry::render::{RegistryEntry, crowdmind_meta};
+use registry::{Alias, ArtifactCheck, Manifest, ModelName, Version, VersionChoice};
+use serde_json::{Value, json};
+
+use crate::cli::{Global, ShowFormat};
+use crate::output::{CheckFailed, print_json, print_table};
+use crate::registry_opts::{reader, writer};
+
+pub async fn models(g: &Global) -> anyhow::Result<()> {
+    let reg = reader(g)?;
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for name in reg.models().await? {
+        let index = reg.index(&name).await?;
+        let aliases: Vec<String> = index
+            .aliases
+            .iter()
+            .map(|(a, v)| format!("{a}={v}"))
+            .collect();
+        rows.push(vec![
+            name.to_string(),
+            index.versions.len().to_string(),
+            aliases.join(" "),
+        ]);
+        out.push(
+            json!({ "name": name, "versions": index.versions.len(), "aliases": index.aliases }),
+        );
+    }
+    if g.json {
+        print_json(&out)
+    } else {
+        print_table(&["MODEL", "VERSIONS", "ALIASES"], &rows);
+        Ok(())
+    }
+}
+
+pub async fn versions(g: &Global, name: &str) -> anyhow::Result<()> {
+    let name = ModelName::new(name)?;
+    let index = reader(g)?.index(&name).await?;
+    if g.json {
+        return print_json(&index);
+    }
+    let rows: Vec<Vec<String>> = index
+        .versions
+        .iter()
+        .map(|e| {
+            let aliases: Vec<String> = index
+                .aliases
+                .iter()
+                .filter(|(_, v)| *v == &e.version)
+                .map(|(a, _)| a.to_string())
+                .collect();
+            vec![
+                e.version.to_string(),
+                e.published_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                aliases.join(","),
+                e.manifest.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["VERSION", "PUBLISHED", "ALIASES", "MANIFEST"], &rows);
+    Ok(())
+}
+
+pub async fn show(
+    g: &Global,
+    name: &str,
+    reference: &str,
+    format: ShowFormat,
+) -> anyhow::Result<()> {
+    let name = ModelName::new(name)?;
+    let manifest = reader(g)?
+        .resolve(&name, reference)
+        .await
+        .with_context(|| format!("resolving {name} {reference}"))?;
+    match format {
+        ShowFormat::Manifest => print_json(&manifest),
+        ShowFormat::RegistryEntry => print_json(&RegistryEntry::from(&manifest)),
+        ShowFormat::Meta => print_json(&crowdmind_meta(&manifest)),
+    }
+}
+
+pub async fn promote(g: &Global, name: &str, version: &str, alias: &str) -> anyhow::Result<()> {
+    let (name, version, alias) = (
+        ModelName::new(name)?,
+        Version::new(version)?,
+        Alias::new(alias)?,
+    );
+    let previous = writer(g)
+        .await?
+        .promote(&name, &alias, &version)
+        .await
+        .with_context(|| format!("promoting {name} {version} to {alias}"))?;
+    if g.json {
+        return print_json(&json!({
+            "name": name, "alias": alias, "version": version, "previous": previous
+        }));
+    }
+    match previous {
+        Some(p) if p != version => println!("{name}: {alias} {p} -> {version}"),
+        Some(_) => println!("{name}: {alias} already at {version}"),
+        None => println!("{name}: {alias} -> {version}"),
+    }
+    Ok(())
+}
+
+pub async fn verify(g: &Global, name: &str, reference: &str) -> anyhow::Result<()> {
+    let name = ModelName::new(name)?;
+    let reg = reader(g)?;
+    let version = reg.resolve(&name, reference).await?.version;
+    let report = reg
+        .verify(&name, &version)
+        .await
+        .with_context(|| format!("verifying {name} {version}"))?;
+    let describe = |c: &ArtifactCheck| match c {
+        ArtifactCheck::Ok => "ok".to_owned(),
+        ArtifactCheck::Missing => "MISSING".to_owned(),
+        ArtifactCheck::Corrupt { reason } => format!("CORRUPT: {reason}"),
+    };
+    if g.json {
+        let artifacts: Vec<Value> = report
+            .artifacts
+            .iter()
+            .map(|(role, digest, check)| json!({"role": role, "digest": digest, "result": describe(check)}))
+            .collect();
+        print_json(
+            &json!({"name": name, "version": version, "ok": report.is_ok(), "artifacts": artifacts}),
+        )?;
+    } else {
+        let rows: Vec<Vec<String>> = report
+            .artifacts
+            .iter()
+            .map(|(role, digest, check)| vec![role.clone(), digest.to_string(), describe(check)])
+            .collect();
+        print_table(&["ROLE", "DIGEST", "RESULT"], &rows);
+    }
+    if !report.is_ok() {
+        return Err(CheckFailed(format!("{name} {version} failed verification")).into());
+    }
+    if !g.json {
+        println!(
+            "{name} {version}: all {} artifacts verified",
+            report.artifacts.len()
+        );
+    }
+    Ok(())
+}
+
+pub async fn publish(
+    g: &Global,
+    manifest_path: &Path,
+    artifacts: &[String],
+    version: Option<&str>,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest_path)
+        .with_context(|| format!("reading manifest {}", manifest_path.display()))?;
+    let mut value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", manifest_path.display()))?;
+    let Some(object) = value.as_object_mut() else {
+        bail!(
+            "{}: a manifest must be a JSON object",
+            manifest_path.display()
+        );
+    };
+    let mut described = Vec::new();
+    let mut blobs = Vec::new();
+    for spec in artifacts {
+        let (role, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--artifact {spec:?}: expected ROLE=PATH"))?;
+        let path = Path::new(path);
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading artifact {}", path.display()))?;
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{}: not a file name", path.display()))?;
+        described.push(Artifact::describe(
+            role,
+            file_name,
+            media_type(path),
+            &bytes,
+        ));
+        blobs.push(Bytes::from(bytes));
+    }
+    object.insert("artifacts".into(), serde_json::to_value(&described)?);
+    object
+        .entry("schema_version")
+        .or_insert(json!(SCHEMA_VERSION));
+    // Replaced by the registry's numbering (or --version) on publish.
+    object.entry("version").or_insert(json!("v0"));
+    object
+        .entry("created_at")
+        .or_insert(json!(chrono::Utc::now()));
+    let manifest: Manifest = serde_json::from_value(value)
+        .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
+    let choice = match version {
+        Some(v) => VersionChoice::Exact(Version::new(v)?),
+        None => VersionChoice::Next,
+    };
+    let name = manifest.name.clone();
+    let published = writer(g)
+        .await?
+        .publish(manifest, &blobs, choice)
+        .await
+        .with_context(|| format!("publishing {name}"))?;
+    let v = &published.manifest.version;
+    if g.json {
+        return print_json(&json!({
+            "name": name, "version": v, "manifest_digest": published.manifest_digest,
+            "created": published.created, "artifacts": published.manifest.artifacts,
+        }));
+    }
+    if published.created {
+        println!("published {name} {v} ({})", published.manifest_digest);
+    } else {
+        println!("{name} {v} was already published with this manifest");
+    }
+    Ok(())
+}
+
+fn media_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("onnx") => "application/onnx",
+        Some("tflite") => "application/vnd.tflite",
+        Some("json") => "application/json",
+        Some("csv") => "text/csv",
+        _ => "application/octet-stream",
+    }
+}
