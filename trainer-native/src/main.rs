@@ -2,6 +2,8 @@
 
 mod cli;
 mod commands;
+mod dataset;
+mod train;
 mod output;
 mod registry_opts;
 
