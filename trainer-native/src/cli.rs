@@ -45,12 +45,23 @@ pub struct Global {
     pub json: bool,
 
     /// Log level on stderr: error, warn, info, debug, trace (RUST_LOG overrides).
-    #[arg(long, global = true, default_value = "warn", env = "EXPOSR_LOG_LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn",
+        env = "EXPOSR_LOG_LEVEL",
+        ignore_case = true
+    )]
     pub log_level: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train on a tabular dataset, export ONNX float32 and int8, check both in tract, and
+    /// publish through the quality gate (promoted to production only if it passes).
+    Train(Box<TrainArgs>),
+    /// Evaluate a published model's ONNX file on a dataset (tract), printing every metric.
+    Evaluate(Box<EvaluateArgs>),
     /// List models with their version count and aliases.
     Models,
     /// List the versions of a model, oldest first.
@@ -101,6 +112,69 @@ pub enum Command {
         #[arg(long)]
         version: Option<String>,
     },
+}
+
+/// Where a tabular dataset comes from: local files, or the CrowdMind API.
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    /// The dataset CSV file (with --schema).
+    #[arg(long, requires = "schema", conflicts_with = "dataset_id")]
+    pub csv: Option<PathBuf>,
+    /// The dataset's schema.json (feature columns, label column, classes).
+    #[arg(long, requires = "csv")]
+    pub schema: Option<PathBuf>,
+    /// CrowdMind dataset id: download CSV and schema from the API (with --api-base, --token).
+    #[arg(long, requires = "api_base")]
+    pub dataset_id: Option<String>,
+    /// CrowdMind API base URL.
+    #[arg(long, env = "CROWDMIND_API_BASE")]
+    pub api_base: Option<String>,
+    /// CrowdMind API token (bearer).
+    #[arg(long, env = "CROWDMIND_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Options of `train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Training configuration (YAML; CrowdMind's configs/train.yaml shape is accepted).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Registry model name (default: the dataset id or CSV file name).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Model family, overriding the config.
+    #[arg(long, value_enum)]
+    pub family: Option<crate::train::config::Family>,
+    /// Random seed, overriding the config.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where run folders go.
+    #[arg(long, default_value = "runs", env = "EXPOSR_RUNS_DIR")]
+    pub runs_dir: PathBuf,
+    /// Promote to production whatever the quality gate says (recorded as forced).
+    #[arg(long)]
+    pub force: bool,
+    /// With --dataset-id: do not upload the artifacts back to the API.
+    #[arg(long)]
+    pub no_upload: bool,
+}
+
+/// Options of `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Model name.
+    pub name: String,
+    /// Version or alias.
+    #[arg(default_value = "production")]
+    pub reference: String,
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Evaluate the int8 file instead of the float one.
+    #[arg(long)]
+    pub int8: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,9 +3,11 @@
 mod cli;
 mod commands;
 mod dataset;
-mod train;
+mod export;
 mod output;
+mod pipeline;
 mod registry_opts;
+mod train;
 
 use std::process::ExitCode;
 

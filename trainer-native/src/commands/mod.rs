@@ -1,6 +1,7 @@
 //! One module per group of commands; `run` dispatches.
 
 mod registry_ops;
+mod train;
 
 use std::process::ExitCode;
 
@@ -10,6 +11,8 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
+        Command::Train(args) => train::train(g, &args).await,
+        Command::Evaluate(args) => train::evaluate(g, &args).await,
         Command::Models => registry_ops::models(g).await,
         Command::Versions { name } => registry_ops::versions(g, &name).await,
         Command::Show {

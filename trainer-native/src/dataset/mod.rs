@@ -1,12 +1,11 @@
 //! Tabular datasets: a CSV file and its `schema.json`, validated into a feature matrix and
 //! encoded labels. Every problem is reported with the line and column it is in.
 
-
+pub mod crowdmind;
 pub mod split;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 
 use ndarray::Array2;
 use registry::{Digest, Label};
@@ -180,7 +179,11 @@ impl Schema {
             }
         }
         if seen.contains_key(schema.label.as_str()) {
-            problems.add(None, Some(&schema.label), "the label column is also a feature");
+            problems.add(
+                None,
+                Some(&schema.label),
+                "the label column is also a feature",
+            );
         }
         if schema.classes.len() < 2 {
             problems.add(None, None, "schema needs at least two classes");
@@ -200,22 +203,6 @@ impl Schema {
 }
 
 impl Dataset {
-    /// Loads `csv_path` against the schema at `schema_path`.
-    pub fn load(csv_path: &Path, schema_path: &Path) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let schema_bytes = std::fs::read(schema_path)
-            .with_context(|| format!("reading schema {}", schema_path.display()))?;
-        let csv_bytes = std::fs::read(csv_path)
-            .with_context(|| format!("reading dataset {}", csv_path.display()))?;
-        let schema = Schema::parse(&schema_path.display().to_string(), &schema_bytes)?;
-        Ok(Self::from_csv(
-            &csv_path.display().to_string(),
-            &csv_bytes,
-            &schema,
-            &schema_bytes,
-        )?)
-    }
-
     /// Validates CSV bytes against `schema`. `schema_bytes` go into the dataset digest.
     pub fn from_csv(
         source: &str,
@@ -239,8 +226,11 @@ impl Dataset {
                 return Err(problems.finish().unwrap_err());
             }
         };
-        let position: HashMap<&str, usize> =
-            header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
+        let position: HashMap<&str, usize> = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.as_str(), i))
+            .collect();
         let mut feature_at = Vec::new();
         for f in &schema.features {
             match position.get(f.name()) {
@@ -326,7 +316,11 @@ impl Dataset {
         }
         for (class, n) in schema.classes.iter().zip(&counts) {
             if *n == 0 && !y.is_empty() {
-                problems.add(None, Some(&schema.label), format!("class {class:?} has no rows"));
+                problems.add(
+                    None,
+                    Some(&schema.label),
+                    format!("class {class:?} has no rows"),
+                );
             }
         }
         problems.finish()?;
@@ -336,7 +330,11 @@ impl Dataset {
         hasher.update(schema_bytes);
         hasher.update(csv_bytes);
         Ok(Self {
-            feature_names: schema.features.iter().map(|f| f.name().to_owned()).collect(),
+            feature_names: schema
+                .features
+                .iter()
+                .map(|f| f.name().to_owned())
+                .collect(),
             classes: schema
                 .classes
                 .iter()
@@ -352,15 +350,6 @@ impl Dataset {
     pub fn len(&self) -> usize {
         self.y.len()
     }
-
-    /// Rows per class.
-    pub fn class_counts(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for &c in &self.y {
-            *counts.entry(self.classes[c].to_string()).or_default() += 1;
-        }
-        counts
-    }
 }
 
 fn parse_number(text: &str, integer: bool) -> Result<f32, String> {
@@ -371,7 +360,9 @@ fn parse_number(text: &str, integer: bool) -> Result<f32, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number"))?;
     if !value.is_finite() {
-        return Err(format!("{text:?} is not finite (NaN and infinity are refused)"));
+        return Err(format!(
+            "{text:?} is not finite (NaN and infinity are refused)"
+        ));
     }
     if integer && value.fract() != 0.0 {
         return Err(format!("{text:?} is not an integer"));
@@ -405,12 +396,20 @@ mod tests {
     fn every_problem_names_its_line_and_column() {
         let err = load("a,b,y,extra\n").unwrap_err();
         assert_eq!(err.problems[0].column.as_deref(), Some("extra"));
-        assert!(err.to_string().contains("column not in the schema"), "{err}");
+        assert!(
+            err.to_string().contains("column not in the schema"),
+            "{err}"
+        );
 
         let err = load("a,y\n1,no\n").unwrap_err();
-        assert!(err.to_string().contains("column \"b\": missing feature column"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("column \"b\": missing feature column"),
+            "{err}"
+        );
 
-        let err = load("a,b,y\n1,2,no\nNaN,2,yes\nx,2,yes\n1,2.5,yes\n1,2,maybe\n1,2\n").unwrap_err();
+        let err =
+            load("a,b,y\n1,2,no\nNaN,2,yes\nx,2,yes\n1,2.5,yes\n1,2,maybe\n1,2\n").unwrap_err();
         let text = err.to_string();
         for needle in [
             "line 3, column \"a\": \"NaN\" is not finite",
@@ -426,10 +425,18 @@ mod tests {
     #[test]
     fn empty_classes_and_bad_schemas_are_refused() {
         let err = load("a,b,y\n1,2,no\n").unwrap_err();
-        assert!(err.to_string().contains("class \"yes\" has no rows"), "{err}");
+        assert!(
+            err.to_string().contains("class \"yes\" has no rows"),
+            "{err}"
+        );
         let bad = r#"{"features": ["a", "a"], "label": "a", "classes": ["x"]}"#;
-        let err = Schema::parse("s.json", bad.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("listed twice") && err.contains("at least two classes"), "{err}");
+        let err = Schema::parse("s.json", bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listed twice") && err.contains("at least two classes"),
+            "{err}"
+        );
         assert!(Schema::parse("s.json", b"{").is_err());
     }
 }

@@ -143,7 +143,13 @@ mod tests {
         assert_eq!(s.train.len() + s.val.len() + s.test.len(), 200);
         assert_eq!(s.test.len(), 31); // 15% of 150 and of 50, each rounded: 23 + 8
         assert_eq!(s.test.iter().filter(|&&r| y[r] == 1).count(), 8); // 15% of 50, rounded
-        let mut all: Vec<_> = s.train.iter().chain(&s.val).chain(&s.test).copied().collect();
+        let mut all: Vec<_> = s
+            .train
+            .iter()
+            .chain(&s.val)
+            .chain(&s.test)
+            .copied()
+            .collect();
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 200, "parts are disjoint and cover every row");
@@ -154,13 +160,28 @@ mod tests {
     #[test]
     fn ninety_ten_and_tiny_classes() {
         let y = labels();
-        let r = Ratios { train: 0.9, val: 0.0, test: 0.1 };
+        let r = Ratios {
+            train: 0.9,
+            val: 0.0,
+            test: 0.1,
+        };
         let s = stratified(&y, r, 1);
         assert!(s.val.is_empty());
         assert_eq!(s.test.len(), 20);
         let s = stratified(&[0, 0, 0, 1, 1], Ratios::default(), 1);
-        assert!(s.train.contains(&3) || s.train.contains(&4), "each class keeps a training row");
-        assert!(Ratios { train: 0.5, val: 0.1, test: 0.1 }.validate().is_err());
+        assert!(
+            s.train.contains(&3) || s.train.contains(&4),
+            "each class keeps a training row"
+        );
+        assert!(
+            Ratios {
+                train: 0.5,
+                val: 0.1,
+                test: 0.1
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub struct GateConfig {
 }
 
 /// `search:` — k-fold cross-validation, and a grid search when `grid` lists values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {
     /// Folds; 0 or 1 turns cross-validation off.
@@ -193,15 +193,6 @@ impl Default for GateConfig {
     }
 }
 
-impl Default for SearchConfig {
-    fn default() -> Self {
-        Self {
-            folds: 0,
-            grid: Grid::default(),
-        }
-    }
-}
-
 impl TrainConfig {
     /// Reads a YAML file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -227,7 +218,10 @@ impl TrainConfig {
             "model.dropout_rate must be in [0, 1)"
         );
         anyhow::ensure!(self.training.epochs > 0, "training.epochs must be positive");
-        anyhow::ensure!(self.training.batch_size > 0, "training.batch_size must be positive");
+        anyhow::ensure!(
+            self.training.batch_size > 0,
+            "training.batch_size must be positive"
+        );
         anyhow::ensure!(
             self.training.learning_rate > 0.0,
             "training.learning_rate must be positive"
@@ -256,7 +250,11 @@ impl TrainConfig {
     pub fn fit(&self) -> FitConfig {
         let mlp = self.model.family == Family::Mlp;
         FitConfig {
-            hidden_layers: if mlp { self.model.hidden_layers.clone() } else { vec![] },
+            hidden_layers: if mlp {
+                self.model.hidden_layers.clone()
+            } else {
+                vec![]
+            },
             dropout: if mlp { self.model.dropout_rate } else { 0.0 },
             learning_rate: self.training.learning_rate,
             alpha: self.training.alpha,
@@ -284,9 +282,12 @@ mod tests {
     fn typos_and_nonsense_are_refused() {
         assert!(serde_norway::from_str::<TrainConfig>("trainig: {epochs: 3}").is_err());
         assert!(serde_norway::from_str::<TrainConfig>("model: {hiden_layers: [3]}").is_err());
-        let cfg: TrainConfig = serde_norway::from_str("data: {train_ratio: 0.5, val_ratio: 0.1, test_ratio: 0.1}").unwrap();
+        let cfg: TrainConfig =
+            serde_norway::from_str("data: {train_ratio: 0.5, val_ratio: 0.1, test_ratio: 0.1}")
+                .unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("sum to 1"));
-        let cfg: TrainConfig = serde_norway::from_str("model: {type: logistic_regression}").unwrap();
+        let cfg: TrainConfig =
+            serde_norway::from_str("model: {type: logistic_regression}").unwrap();
         assert!(cfg.fit().hidden_layers.is_empty());
     }
 }

@@ -114,7 +114,10 @@ pub fn roc_auc(proba: ArrayView2<f32>, y: &[usize]) -> Option<f64> {
 }
 
 /// The Mann–Whitney form of the AUC, with tied scores counted as half.
-fn binary_auc(scores: impl Iterator<Item = f32>, positive: impl Iterator<Item = bool>) -> Option<f64> {
+fn binary_auc(
+    scores: impl Iterator<Item = f32>,
+    positive: impl Iterator<Item = bool>,
+) -> Option<f64> {
     let mut pairs: Vec<(f32, bool)> = scores.zip(positive).collect();
     let n_pos = pairs.iter().filter(|(_, p)| *p).count();
     let n_neg = pairs.len() - n_pos;
@@ -161,7 +164,10 @@ mod tests {
 
     #[test]
     fn ties_count_half_and_multiclass_is_one_vs_rest() {
-        assert_eq!(binary_auc([0.5f32, 0.5].into_iter(), [true, false].into_iter()), Some(0.5));
+        assert_eq!(
+            binary_auc([0.5f32, 0.5].into_iter(), [true, false].into_iter()),
+            Some(0.5)
+        );
         assert_eq!(binary_auc([0.5f32].into_iter(), [true].into_iter()), None);
         let p = array![[0.8f32, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]];
         let r = roc_auc(p.view(), &[0, 1, 2]).unwrap();

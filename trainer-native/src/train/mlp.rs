@@ -100,7 +100,8 @@ impl Network {
                 let weights = Array2::from_shape_simple_fn((fan_in, fan_out), || {
                     rng.random_range(-bound..bound)
                 });
-                let biases = Array1::from_shape_simple_fn(fan_out, || rng.random_range(-bound..bound));
+                let biases =
+                    Array1::from_shape_simple_fn(fan_out, || rng.random_range(-bound..bound));
                 Dense {
                     w: weights,
                     b: biases,
@@ -162,7 +163,13 @@ impl Network {
                     && *rate > 0.0
                 {
                     let keep = 1.0 - *rate;
-                    mask.mapv_inplace(|m| if rng.random::<f32>() < keep { m / keep } else { 0.0 });
+                    mask.mapv_inplace(|m| {
+                        if rng.random::<f32>() < keep {
+                            m / keep
+                        } else {
+                            0.0
+                        }
+                    });
                 }
                 z *= &mask;
                 masks.push(mask);
@@ -175,7 +182,11 @@ impl Network {
             loss -= row[class].max(1e-12).ln();
         }
         loss /= n;
-        let penalty: f32 = self.layers.iter().map(|l| l.w.iter().map(|w| w * w).sum::<f32>()).sum();
+        let penalty: f32 = self
+            .layers
+            .iter()
+            .map(|l| l.w.iter().map(|w| w * w).sum::<f32>())
+            .sum();
         loss += 0.5 * alpha * penalty / n;
 
         // d loss / d logits = (P - Y) / n
@@ -255,8 +266,15 @@ impl Adam {
 
     fn step(&mut self, net: &mut Network, grads: &[Dense]) {
         self.t += 1;
-        let step = self.lr * (1.0 - Self::BETA2.powi(self.t)).sqrt() / (1.0 - Self::BETA1.powi(self.t));
-        for (((layer, g), m), v) in net.layers.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+        let step =
+            self.lr * (1.0 - Self::BETA2.powi(self.t)).sqrt() / (1.0 - Self::BETA1.powi(self.t));
+        for (((layer, g), m), v) in net
+            .layers
+            .iter_mut()
+            .zip(grads)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
             update(&mut layer.w, &g.w, &mut m.w, &mut v.w, step);
             update(&mut layer.b, &g.b, &mut m.b, &mut v.b, step);
         }
@@ -270,11 +288,15 @@ fn update<D: ndarray::Dimension>(
     v: &mut ndarray::Array<f32, D>,
     step: f32,
 ) {
-    Zip::from(param).and(grad).and(m).and(v).for_each(|p, &g, m, v| {
-        *m = Adam::BETA1 * *m + (1.0 - Adam::BETA1) * g;
-        *v = Adam::BETA2 * *v + (1.0 - Adam::BETA2) * g * g;
-        *p -= step * *m / (v.sqrt() + Adam::EPS);
-    });
+    Zip::from(param)
+        .and(grad)
+        .and(m)
+        .and(v)
+        .for_each(|p, &g, m, v| {
+            *m = Adam::BETA1 * *m + (1.0 - Adam::BETA1) * g;
+            *v = Adam::BETA2 * *v + (1.0 - Adam::BETA2) * g * g;
+            *p -= step * *m / (v.sqrt() + Adam::EPS);
+        });
 }
 
 /// Training data for one fit: scaled features and class indices.
@@ -326,7 +348,8 @@ pub fn fit(
                 dst.assign(&data.x.row(row));
                 yb.push(data.y[row]);
             }
-            let (loss, grads) = net.gradients(xb.view(), &yb, cfg.alpha, Some((cfg.dropout, &mut rng)));
+            let (loss, grads) =
+                net.gradients(xb.view(), &yb, cfg.alpha, Some((cfg.dropout, &mut rng)));
             adam.step(&mut net, &grads);
             loss_sum += loss as f64 * chunk.len() as f64;
             seen += chunk.len();
@@ -417,9 +440,17 @@ mod tests {
         let close = |a: &Array2<f32>, b: Array2<f32>| {
             a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-5)
         };
-        assert!(close(&g[1].w, array![[2.0 * q, -2.0 * q], [2.5 * q, -2.5 * q]]), "{:?}", g[1].w);
+        assert!(
+            close(&g[1].w, array![[2.0 * q, -2.0 * q], [2.5 * q, -2.5 * q]]),
+            "{:?}",
+            g[1].w
+        );
         assert!((g[1].b[0] - q).abs() < 1e-6 && (g[1].b[1] + q).abs() < 1e-6);
-        assert!(close(&g[0].w, array![[4.0 * q, 4.0 * q], [8.0 * q, 8.0 * q]]), "{:?}", g[0].w);
+        assert!(
+            close(&g[0].w, array![[4.0 * q, 4.0 * q], [8.0 * q, 8.0 * q]]),
+            "{:?}",
+            g[0].w
+        );
         assert!((g[0].b[0] - 2.0 * q).abs() < 1e-5);
     }
 
@@ -433,7 +464,7 @@ mod tests {
         let (_, grads) = net.gradients(x.view(), &y, alpha, None);
         let eps = 1e-2f32;
         let mut worst = 0.0f32;
-        for l in 0..net.layers.len() {
+        for (l, grad) in grads.iter().enumerate() {
             for idx in 0..net.layers[l].w.len() {
                 let (r, c) = (idx / net.layers[l].w.ncols(), idx % net.layers[l].w.ncols());
                 let mut plus = net.clone();
@@ -443,8 +474,9 @@ mod tests {
                 let numeric = (plus.gradients(x.view(), &y, alpha, None).0
                     - minus.gradients(x.view(), &y, alpha, None).0)
                     / (2.0 * eps);
-                let analytic = grads[l].w[[r, c]];
-                worst = worst.max((numeric - analytic).abs() / (numeric.abs() + analytic.abs() + 1e-3));
+                let analytic = grad.w[[r, c]];
+                worst =
+                    worst.max((numeric - analytic).abs() / (numeric.abs() + analytic.abs() + 1e-3));
             }
         }
         assert!(worst < 2e-2, "worst relative gradient error {worst}");
@@ -467,15 +499,26 @@ mod tests {
     #[test]
     fn fit_learns_and_is_reproducible() {
         let (x, y) = blobs();
-        let data = FitData { x: x.view(), y: &y, val: Some((x.view(), &y)), classes: 3 };
-        let cfg = FitConfig { max_epochs: 60, ..Default::default() };
+        let data = FitData {
+            x: x.view(),
+            y: &y,
+            val: Some((x.view(), &y)),
+            classes: 3,
+        };
+        let cfg = FitConfig {
+            max_epochs: 60,
+            ..Default::default()
+        };
         let (net, history) = fit(&data, &cfg, 42, |_| {});
         let pred = argmax_rows(net.predict_proba(x.view()).view());
         let acc = pred.iter().zip(&y).filter(|(p, t)| p == t).count() as f32 / 300.0;
         assert!(acc > 0.95, "accuracy {acc}");
         assert!(history.epochs[0].train_loss > history.epochs.last().unwrap().train_loss);
         let (again, _) = fit(&data, &cfg, 42, |_| {});
-        assert_eq!(net, again, "same data, config and seed give the same weights");
+        assert_eq!(
+            net, again,
+            "same data, config and seed give the same weights"
+        );
         let (other, _) = fit(&data, &cfg, 43, |_| {});
         assert_ne!(net, other);
     }
@@ -483,8 +526,19 @@ mod tests {
     #[test]
     fn logistic_regression_is_a_network_without_hidden_layers() {
         let (x, y) = blobs();
-        let data = FitData { x: x.view(), y: &y, val: None, classes: 3 };
-        let cfg = FitConfig { hidden_layers: vec![], dropout: 0.0, learning_rate: 0.05, max_epochs: 50, ..Default::default() };
+        let data = FitData {
+            x: x.view(),
+            y: &y,
+            val: None,
+            classes: 3,
+        };
+        let cfg = FitConfig {
+            hidden_layers: vec![],
+            dropout: 0.0,
+            learning_rate: 0.05,
+            max_epochs: 50,
+            ..Default::default()
+        };
         let (net, _) = fit(&data, &cfg, 1, |_| {});
         assert_eq!(net.layers.len(), 1);
         let pred = argmax_rows(net.predict_proba(x.view()).view());

@@ -116,10 +116,6 @@ pub trait Observer {
     fn epoch(&mut self, _epoch: &Epoch) {}
 }
 
-/// Observes nothing.
-pub struct Quiet;
-impl Observer for Quiet {}
-
 fn rows(x: &Array2<f32>, idx: &[usize]) -> Array2<f32> {
     x.select(Axis(0), idx)
 }
@@ -168,7 +164,10 @@ fn candidates(base: &FitConfig, grid: &Grid) -> Vec<FitConfig> {
         out = or_base(out, &|c| {
             grid.hidden_layers
                 .iter()
-                .map(|h| FitConfig { hidden_layers: h.clone(), ..c.clone() })
+                .map(|h| FitConfig {
+                    hidden_layers: h.clone(),
+                    ..c.clone()
+                })
                 .collect()
         });
     }
@@ -176,20 +175,32 @@ fn candidates(base: &FitConfig, grid: &Grid) -> Vec<FitConfig> {
         out = or_base(out, &|c| {
             grid.learning_rate
                 .iter()
-                .map(|&lr| FitConfig { learning_rate: lr, ..c.clone() })
+                .map(|&lr| FitConfig {
+                    learning_rate: lr,
+                    ..c.clone()
+                })
                 .collect()
         });
     }
     if !grid.alpha.is_empty() {
         out = or_base(out, &|c| {
-            grid.alpha.iter().map(|&a| FitConfig { alpha: a, ..c.clone() }).collect()
+            grid.alpha
+                .iter()
+                .map(|&a| FitConfig {
+                    alpha: a,
+                    ..c.clone()
+                })
+                .collect()
         });
     }
     if !grid.dropout_rate.is_empty() && !base.hidden_layers.is_empty() {
         out = or_base(out, &|c| {
             grid.dropout_rate
                 .iter()
-                .map(|&d| FitConfig { dropout: d, ..c.clone() })
+                .map(|&d| FitConfig {
+                    dropout: d,
+                    ..c.clone()
+                })
                 .collect()
         });
     }
@@ -240,7 +251,11 @@ fn cross_validate(
 }
 
 /// Splits, optionally cross-validates and grid-searches, fits, and evaluates.
-pub fn run(data: &Dataset, cfg: &TrainConfig, observer: &mut dyn Observer) -> anyhow::Result<Outcome> {
+pub fn run(
+    data: &Dataset,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Outcome> {
     cfg.validate()?;
     let split = split::stratified(&data.y, cfg.ratios(), cfg.random_seed);
     anyhow::ensure!(
@@ -258,7 +273,14 @@ pub fn run(data: &Dataset, cfg: &TrainConfig, observer: &mut dyn Observer) -> an
             p
         };
         let settings = candidates(&base, &cfg.search.grid);
-        cv = cross_validate(data, &pool, &settings, cfg.search.folds, cfg.random_seed, observer);
+        cv = cross_validate(
+            data,
+            &pool,
+            &settings,
+            cfg.search.folds,
+            cfg.random_seed,
+            observer,
+        );
         fit = cv[0].config.clone();
     }
     observer.final_fit(fit.max_epochs);
@@ -296,7 +318,11 @@ mod tests {
         let x = ndarray::array![[1.0f32, 5.0], [3.0, 5.0]];
         let s = Scaler::fit(x.view());
         assert_eq!(s.mean.to_vec(), vec![2.0, 5.0]);
-        assert_eq!(s.scale.to_vec(), vec![1.0, 1.0], "constant column gets scale 1");
+        assert_eq!(
+            s.scale.to_vec(),
+            vec![1.0, 1.0],
+            "constant column gets scale 1"
+        );
         assert_eq!(s.transform(x.view()).row(0).to_vec(), vec![-1.0, 0.0]);
     }
 
@@ -310,6 +336,9 @@ mod tests {
         };
         let c = candidates(&base, &grid);
         assert_eq!(c.len(), 4);
-        assert!(c.iter().any(|f| f.hidden_layers == vec![16, 8] && f.learning_rate == 0.01));
+        assert!(
+            c.iter()
+                .any(|f| f.hidden_layers == vec![16, 8] && f.learning_rate == 0.01)
+        );
     }
 }
