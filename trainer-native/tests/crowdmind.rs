@@ -1,0 +1,202 @@
+//! The CrowdMind API round trip against a fake of the API on loopback: download CSV and schema
+//! with a bearer token, train, and upload the artifacts back.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Multipart, Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+
+const TOKEN: &str = "s3cret-token";
+
+#[derive(Clone, Default)]
+struct Fake {
+    uploads: Arc<Mutex<Vec<(String, String, usize)>>>,
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data")
+            .join(name),
+    )
+    .unwrap()
+}
+
+async fn download(UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Result<Vec<u8>, StatusCode> {
+    if !authorized(&headers) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    if id != "ds-iris" {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    Ok(fixture("iris.csv"))
+}
+
+async fn schema(UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Result<Vec<u8>, StatusCode> {
+    if !authorized(&headers) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    if id != "ds-iris" {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    Ok(fixture("iris.schema.json"))
+}
+
+async fn upload(
+    State(fake): State<Fake>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> StatusCode {
+    if !authorized(&headers) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.file_name().unwrap_or_default().to_owned();
+        let bytes = field.bytes().await.unwrap();
+        fake.uploads
+            .lock()
+            .unwrap()
+            .push((id.clone(), name, bytes.len()));
+    }
+    StatusCode::CREATED
+}
+
+async fn serve(fake: Fake) -> String {
+    let app = Router::new()
+        .route("/datasets/{id}/download", get(download))
+        .route("/datasets/{id}/schema", get(schema))
+        .route("/datasets/{id}/models", post(upload))
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn trainer(dir: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_exposr-trainer"))
+        .arg("--registry")
+        .arg(dir.join("registry"))
+        .args(args)
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .env_remove("CROWDMIND_TOKEN")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn downloads_trains_and_uploads_back() {
+    let fake = Fake::default();
+    let base = serve(fake.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = trainer(
+        dir.path(),
+        &[
+            "train",
+            "--dataset-id",
+            "ds-iris",
+            "--api-base",
+            &base,
+            "--token",
+            TOKEN,
+            "--log-level",
+            "INFO",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ds-iris v1"));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(TOKEN),
+        "the token never reaches the logs"
+    );
+    let uploads = fake.uploads.lock().unwrap().clone();
+    let names: Vec<&str> = uploads.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "model.onnx",
+            "model.int8.onnx",
+            "labels.json",
+            "meta.json",
+            "manifest.json"
+        ]
+    );
+    assert!(
+        uploads
+            .iter()
+            .all(|(id, _, size)| id == "ds-iris" && *size > 0)
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_or_unknown_dataset_is_a_clear_error() {
+    let base = serve(Fake::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = trainer(
+        dir.path(),
+        &[
+            "train",
+            "--dataset-id",
+            "ds-iris",
+            "--api-base",
+            &base,
+            "--token",
+            "wrong",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("token was refused"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the token is not echoed: {stderr}"
+    );
+    let out = trainer(
+        dir.path(),
+        &[
+            "train",
+            "--dataset-id",
+            "nope",
+            "--api-base",
+            &base,
+            "--token",
+            TOKEN,
+        ],
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let out = trainer(
+        dir.path(),
+        &[
+            "train",
+            "--dataset-id",
+            "../etc",
+            "--api-base",
+            &base,
+            "--token",
+            TOKEN,
+        ],
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid dataset id"));
+    assert!(!dir.path().join("registry/models").exists());
+}
