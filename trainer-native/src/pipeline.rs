@@ -365,6 +365,8 @@ pub async fn train_and_publish(
         "config.yaml",
         serde_norway::to_string(cfg)?.as_bytes(),
     )?;
+    let split = json!({ "train": outcome.split.train, "val": outcome.split.val, "test": outcome.split.test });
+    write(&run_dir, "split.json", &serde_json::to_vec(&split)?)?;
     let log: Vec<String> = outcome
         .history
         .epochs

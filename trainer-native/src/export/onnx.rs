@@ -6,8 +6,9 @@
 //! ```
 //!
 //! The int8 graph puts QuantizeLinear/DequantizeLinear pairs on every Gemm's activation input and
-//! stores weights as int8 behind a DequantizeLinear; Softmax stays in float (a Q/DQ pair after
-//! Softmax gives all-1.0 outputs in tract 0.23). The batch dimension stays symbolic.
+//! stores weights as int8 behind a per-channel DequantizeLinear (axis 1); Softmax stays in float
+//! (a Q/DQ pair after Softmax gives all-1.0 outputs in tract 0.23). The batch dimension stays
+//! symbolic.
 
 use prost::Message;
 use tract_onnx::pb::{
@@ -172,14 +173,15 @@ fn build(model: &Model, q: Option<&QuantizedModel>, meta: &Metadata<'_>) -> Vec<
             Some(q) => {
                 let lq = &q.layers[i];
                 let x = g.qdq(&h, &format!("x{i}"), lq.input_scale, lq.input_zero_point);
-                let wq = g.i8(&format!("w{i}_q"), &dims, &lq.weights);
-                let ws = g.f32(&format!("w{i}_scale"), &[], &[lq.weight_scale]);
-                let wz = g.i8(&format!("w{i}_zp"), &[], &[0]);
+                let wq = g.i8(&format!("w{i}q"), &dims, &lq.weights);
+                let ws = g.f32(&format!("w{i}s"), &[dims[1]], &lq.weight_scales);
+                // The zero points are all 0, but onnxruntime's fused QGemm needs them spelled out.
+                let wz = g.i8(&format!("w{i}z"), &[dims[1]], &vec![0; dims[1]]);
                 let w = g.node(
                     "DequantizeLinear",
                     &[&wq, &ws, &wz],
                     &format!("w{i}"),
-                    vec![],
+                    vec![int_attr("axis", 1)],
                 );
                 (x, w)
             }

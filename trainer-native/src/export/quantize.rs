@@ -1,5 +1,5 @@
 //! Static post-training int8 quantization: activation ranges calibrated on training rows,
-//! symmetric per-tensor int8 weights, and a native simulation of the QDQ graph's arithmetic so
+//! symmetric per-channel int8 weights (one scale per output column), and a native simulation of the QDQ graph's arithmetic so
 //! the trainer knows the int8 model's own predictions before any runtime loads it.
 
 use ndarray::{Array2, ArrayView2};
@@ -13,8 +13,8 @@ pub struct QuantLayer {
     pub input_scale: f32,
     /// Zero point of the layer's input activations.
     pub input_zero_point: i8,
-    /// Scale of the weights (symmetric: zero point 0).
-    pub weight_scale: f32,
+    /// Scale of each output column's weights (symmetric: zero point 0), per channel.
+    pub weight_scales: Vec<f32>,
     /// Quantized weights, row-major (inputs, outputs).
     pub weights: Vec<i8>,
 }
@@ -55,17 +55,27 @@ pub fn calibrate(model: &Model, calibration: ArrayView2<f32>) -> QuantizedModel 
                 (lo.min(v), hi.max(v))
             });
         let (input_scale, input_zero_point) = activation_params(min, max);
-        let wmax = layer.w.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
-        let weight_scale = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };
+        let weight_scales: Vec<f32> = layer
+            .w
+            .columns()
+            .into_iter()
+            .map(|col| {
+                let max = col.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+                if max > 0.0 { max / 127.0 } else { 1.0 }
+            })
+            .collect();
+        let cols = layer.w.ncols();
+        let weights = layer
+            .w
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| quantize(w, weight_scales[i % cols], 0))
+            .collect();
         layers.push(QuantLayer {
             input_scale,
             input_zero_point,
-            weight_scale,
-            weights: layer
-                .w
-                .iter()
-                .map(|&w| quantize(w, weight_scale, 0))
-                .collect(),
+            weight_scales,
+            weights,
         });
         let mut z = a.dot(&layer.w);
         z += &layer.b;
@@ -94,7 +104,8 @@ impl QuantizedModel {
                 layer.w.raw_dim(),
                 lq.weights
                     .iter()
-                    .map(|&q| dequantize(q, lq.weight_scale, 0))
+                    .enumerate()
+                    .map(|(i, &q)| dequantize(q, lq.weight_scales[i % lq.weight_scales.len()], 0))
                     .collect(),
             )
             .expect("same shape as the float weights");

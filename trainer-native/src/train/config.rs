@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::mlp::FitConfig;
+use super::mlp::{FitConfig, Monitor};
 use crate::dataset::split::Ratios;
 
 /// The whole configuration.
@@ -81,6 +81,8 @@ pub struct TrainingConfig {
     pub learning_rate: f32,
     /// L2 penalty.
     pub alpha: f32,
+    /// Early stopping watches `val_loss` (default) or `val_accuracy` (scikit-learn's rule).
+    pub monitor: Monitor,
 }
 
 /// `quantization:` — static int8 calibration.
@@ -171,6 +173,7 @@ impl Default for TrainingConfig {
             patience: 10,
             learning_rate: 0.001,
             alpha: 0.0001,
+            monitor: Monitor::ValLoss,
         }
     }
 }
@@ -262,6 +265,7 @@ impl TrainConfig {
             max_epochs: self.training.epochs,
             patience: self.training.patience,
             tol: 1e-4,
+            monitor: self.training.monitor,
         }
     }
 }

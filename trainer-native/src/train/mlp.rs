@@ -49,6 +49,18 @@ pub struct FitConfig {
     pub patience: usize,
     /// Minimum improvement that counts.
     pub tol: f32,
+    /// What early stopping watches.
+    pub monitor: Monitor,
+}
+
+/// The validation figure early stopping watches (training loss when there is no validation set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// Validation cross-entropy: stop when it stops falling.
+    ValLoss,
+    /// Validation accuracy: stop when it stops rising (scikit-learn's `early_stopping` rule).
+    ValAccuracy,
 }
 
 impl Default for FitConfig {
@@ -62,6 +74,7 @@ impl Default for FitConfig {
             max_epochs: 100,
             patience: 10,
             tol: 1e-4,
+            monitor: Monitor::ValLoss,
         }
     }
 }
@@ -75,6 +88,8 @@ pub struct Epoch {
     pub train_loss: f32,
     /// Validation loss (cross-entropy, no penalty), if there is a validation set.
     pub val_loss: Option<f32>,
+    /// Validation accuracy, if there is a validation set.
+    pub val_accuracy: Option<f32>,
 }
 
 /// What happened during a fit.
@@ -354,18 +369,35 @@ pub fn fit(
             loss_sum += loss as f64 * chunk.len() as f64;
             seen += chunk.len();
         }
-        let val_loss = data
-            .val
-            .filter(|(vx, _)| vx.nrows() > 0)
-            .map(|(vx, vy)| log_loss(net.predict_proba(vx).view(), vy));
+        let (val_loss, val_accuracy) = match data.val.filter(|(vx, _)| vx.nrows() > 0) {
+            Some((vx, vy)) => {
+                let p = net.predict_proba(vx);
+                let hits = argmax_rows(p.view())
+                    .iter()
+                    .zip(vy)
+                    .filter(|(a, b)| a == b)
+                    .count();
+                (
+                    Some(log_loss(p.view(), vy)),
+                    Some(hits as f32 / vy.len() as f32),
+                )
+            }
+            None => (None, None),
+        };
         let stats = Epoch {
             epoch,
             train_loss: (loss_sum / seen.max(1) as f64) as f32,
             val_loss,
+            val_accuracy,
         };
         on_epoch(&stats);
         history.epochs.push(stats);
-        let score = val_loss.unwrap_or(stats.train_loss);
+        // Lower is better: loss as is, accuracy negated.
+        let score = match (cfg.monitor, val_loss, val_accuracy) {
+            (Monitor::ValAccuracy, _, Some(acc)) => -acc,
+            (_, Some(loss), _) => loss,
+            _ => stats.train_loss,
+        };
         match &best {
             Some((b, _)) if score > b - cfg.tol => {
                 stale += 1;
