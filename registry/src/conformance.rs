@@ -546,3 +546,32 @@ pub async fn ignored_conditions_are_detected(make: &dyn StoreFactory) {
         .unwrap();
     single.publish(m, &f, VersionChoice::Next).await.unwrap();
 }
+
+/// Per-user lookup finds the user's model, and falls back to the modality default when the user
+/// has none or it lacks the alias.
+pub async fn user_lookup_falls_back_to_the_default(make: &dyn StoreFactory) {
+    let reg = writer(make()).await;
+    let latest = Alias::latest();
+    let missing = reg.lookup_user("gesture", "u1", &latest).await;
+    assert!(
+        matches!(missing, Err(Error::ModelNotFound { .. })),
+        "{missing:?}"
+    );
+    let (mut m, f) = sample("gesture-default", &[b"default"]);
+    m.tags.insert("modality".into(), "gesture".into());
+    reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    let (mut m, f) = sample("gesture-user-u1", &[b"u1"]);
+    m.tags.insert("user_id".into(), "u1".into());
+    reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    let own = reg.lookup_user("gesture", "u1", &latest).await.unwrap();
+    assert!(!own.fell_back);
+    assert_eq!(own.manifest.name.as_str(), "gesture-user-u1");
+    let other = reg.lookup_user("gesture", "u2", &latest).await.unwrap();
+    assert!(other.fell_back);
+    assert_eq!(other.manifest.name.as_str(), "gesture-default");
+    assert!(
+        reg.lookup_user("gesture", "u1", &Alias::production())
+            .await
+            .is_err()
+    );
+}

@@ -18,6 +18,7 @@ pub mod names;
 mod registry;
 pub mod render;
 pub mod store;
+pub mod users;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -91,6 +91,7 @@ macro_rules! full_suite {
             check!($factory, concurrent_publishers_lose_nothing, 8, 20);
             check!($factory, tampered_blob_is_refused);
             check!($factory, a_fault_at_any_call_leaves_no_half_version);
+            check!($factory, user_lookup_falls_back_to_the_default);
         }
     };
 }

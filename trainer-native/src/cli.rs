@@ -64,6 +64,18 @@ pub enum Command {
     Evaluate(Box<EvaluateArgs>),
     /// List models with their version count and aliases.
     Models,
+    /// Find a user's model for a modality, falling back to the modality's default model.
+    Lookup {
+        /// The modality.
+        #[arg(long, value_enum)]
+        modality: crate::features::Modality,
+        /// The user.
+        #[arg(long)]
+        user_id: String,
+        /// Alias to resolve.
+        #[arg(long, default_value = "production")]
+        alias: String,
+    },
     /// List the versions of a model, oldest first.
     Versions {
         /// Model name.
@@ -160,6 +172,17 @@ pub struct TrainArgs {
     /// With --dataset-id: do not upload the artifacts back to the API.
     #[arg(long)]
     pub no_upload: bool,
+    /// Per-user training (A3CP): the modality of the samples under --sessions.
+    #[arg(long, value_enum, requires = "sessions", conflicts_with_all = ["csv", "dataset_id"])]
+    pub modality: Option<crate::features::Modality>,
+    /// Labelled sessions, laid out as <dir>/<modality>/<user_id>/<label>/<sample> (JSON frames
+    /// for gestures, WAV for sounds).
+    #[arg(long, requires = "modality")]
+    pub sessions: Option<PathBuf>,
+    /// The user whose model to train; without it, the modality's default model is trained on
+    /// every user's samples.
+    #[arg(long, requires = "modality")]
+    pub user_id: Option<String>,
 }
 
 /// Options of `evaluate`.

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod dataset;
 mod export;
+mod features;
 mod output;
 mod pipeline;
 mod registry_opts;

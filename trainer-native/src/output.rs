@@ -77,6 +77,18 @@ pub fn report_error(err: &anyhow::Error, json: bool) -> ExitCode {
 fn classify(err: &anyhow::Error) -> (u8, &'static str) {
     use registry::Error as E;
     for cause in err.chain() {
+        if cause
+            .downcast_ref::<crate::dataset::sessions::TooFewSamples>()
+            .is_some()
+        {
+            return (1, "too_few_samples");
+        }
+        if cause
+            .downcast_ref::<crate::dataset::DatasetError>()
+            .is_some()
+        {
+            return (1, "invalid_dataset");
+        }
         if cause.downcast_ref::<CheckFailed>().is_some() {
             return (EXIT_VERIFY_FAILED, "verification_failed");
         }

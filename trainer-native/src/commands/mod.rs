@@ -13,6 +13,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::train(g, &args).await,
         Command::Evaluate(args) => train::evaluate(g, &args).await,
+        Command::Lookup {
+            modality,
+            user_id,
+            alias,
+        } => train::lookup(g, modality, &user_id, &alias).await,
         Command::Models => registry_ops::models(g).await,
         Command::Versions { name } => registry_ops::versions(g, &name).await,
         Command::Show {

@@ -8,6 +8,7 @@ use registry::ModelName;
 
 use crate::cli::{DatasetArgs, EvaluateArgs, Global, TrainArgs};
 use crate::dataset::crowdmind;
+use crate::dataset::sessions::{self, Minimum};
 use crate::dataset::{Dataset, Schema};
 use crate::export::verify;
 use crate::output::{print_json, print_table};
@@ -138,9 +139,36 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         config.random_seed = s;
     }
     config.validate()?;
-    let loaded = load(&args.dataset).await?;
-    let name = ModelName::new(args.model.clone().unwrap_or_else(|| slug(&loaded.id)))
-        .context("choose a model name with --model")?;
+    let (loaded, name, tags, pipeline) = match (args.modality, &args.sessions) {
+        (Some(modality), Some(dir)) => {
+            let data = sessions::load(dir, modality, args.user_id.as_deref(), Minimum::default())?;
+            let name = match &args.user_id {
+                Some(user) => registry::users::user_model(modality.as_str(), user)?,
+                None => registry::users::default_model(modality.as_str())?,
+            };
+            let mut tags = BTreeMap::from([("modality".to_owned(), modality.as_str().to_owned())]);
+            if let Some(user) = &args.user_id {
+                tags.insert("user_id".into(), user.clone());
+            }
+            let id = format!("{}/{}", dir.display(), modality.as_str());
+            (
+                Loaded {
+                    data,
+                    id,
+                    files: vec![],
+                },
+                name,
+                tags,
+                modality.pipeline(),
+            )
+        }
+        _ => {
+            let loaded = load(&args.dataset).await?;
+            let name = ModelName::new(args.model.clone().unwrap_or_else(|| slug(&loaded.id)))
+                .context("choose a model name with --model")?;
+            (loaded, name, BTreeMap::new(), pipeline::TABULAR_PIPELINE)
+        }
+    };
     let reg = writer(g).await?;
     let mut bars = Bars::default();
     let request = Request {
@@ -151,8 +179,8 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         config,
         runs_dir: args.runs_dir.clone(),
         force: args.force,
-        tags: BTreeMap::new(),
-        pipeline: pipeline::TABULAR_PIPELINE,
+        tags,
+        pipeline,
     };
     let summary = pipeline::train_and_publish(&reg, request, &mut bars).await?;
     if let Some(bar) = &bars.epochs {
@@ -300,4 +328,30 @@ mod tests {
         assert_eq!(super::slug("Iris Data.v2"), "iris-data-v2");
         assert!(registry::ModelName::new(super::slug("My_Set")).is_ok());
     }
+}
+
+pub async fn lookup(
+    g: &Global,
+    modality: crate::features::Modality,
+    user: &str,
+    alias: &str,
+) -> anyhow::Result<()> {
+    sessions::check_user_id(user)?;
+    let alias = registry::Alias::new(alias)?;
+    let found = reader(g)?
+        .lookup_user(modality.as_str(), user, &alias)
+        .await?;
+    let m = &found.manifest;
+    if g.json {
+        return print_json(&serde_json::json!({
+            "name": m.name, "version": m.version, "fell_back": found.fell_back, "manifest": m,
+        }));
+    }
+    let note = if found.fell_back {
+        " (no model of this user's: the modality default)"
+    } else {
+        ""
+    };
+    println!("{} {}{note}", m.name, m.version);
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! encoded labels. Every problem is reported with the line and column it is in.
 
 pub mod crowdmind;
+pub mod sessions;
 pub mod split;
 
 use std::collections::HashMap;
