@@ -30,7 +30,15 @@ fn write_gestures(root: &Path, user: &str, per_label: usize, seed: u64) {
                     let (x, y, z) = match g {
                         0 => ((phase * 3.0).sin(), 0.1, 0.0),
                         1 => (phase.sin(), phase.cos(), 0.2),
-                        _ => (0.0, 0.0, if (t * 4 / len) % 2 == 0 { 1.0 } else { -1.0 }),
+                        _ => (
+                            0.0,
+                            0.0,
+                            if (t * 4 / len).is_multiple_of(2) {
+                                1.0
+                            } else {
+                                -1.0
+                            },
+                        ),
                     };
                     vec![
                         x + 0.15 * rng.next(),

@@ -321,15 +321,6 @@ pub async fn evaluate(g: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn slugs_are_model_names() {
-        assert_eq!(super::slug("Iris Data.v2"), "iris-data-v2");
-        assert!(registry::ModelName::new(super::slug("My_Set")).is_ok());
-    }
-}
-
 pub async fn lookup(
     g: &Global,
     modality: crate::features::Modality,
@@ -354,4 +345,13 @@ pub async fn lookup(
     };
     println!("{} {}{note}", m.name, m.version);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs_are_model_names() {
+        assert_eq!(super::slug("Iris Data.v2"), "iris-data-v2");
+        assert!(registry::ModelName::new(super::slug("My_Set")).is_ok());
+    }
 }

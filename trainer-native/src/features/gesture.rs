@@ -42,17 +42,19 @@ pub fn extract(frames: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
         }
     }
     let n = frames.len();
+    let columns: Vec<Vec<f32>> = (0..channels)
+        .map(|c| frames.iter().map(|f| f[c]).collect())
+        .collect();
     let mut out = Vec::with_capacity(channels * (KEYFRAMES + STATS.len()));
-    for c in 0..channels {
+    for values in &columns {
         for k in 0..KEYFRAMES {
             let t = k as f32 * (n - 1) as f32 / (KEYFRAMES - 1) as f32;
             let (i, frac) = (t.floor() as usize, t.fract());
             let next = (i + 1).min(n - 1);
-            out.push(frames[i][c] * (1.0 - frac) + frames[next][c] * frac);
+            out.push(values[i] * (1.0 - frac) + values[next] * frac);
         }
     }
-    for c in 0..channels {
-        let values: Vec<f32> = frames.iter().map(|f| f[c]).collect();
+    for values in &columns {
         let mean = values.iter().sum::<f32>() / n as f32;
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n as f32;
         let min = values.iter().copied().fold(f32::INFINITY, f32::min);
