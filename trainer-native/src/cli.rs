@@ -62,6 +62,21 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a published model's ONNX file on a dataset (tract), printing every metric.
     Evaluate(Box<EvaluateArgs>),
+    /// Write a published version's artifacts (each checked against its digest) to a folder, with
+    /// its manifest, CrowdMind's meta.json and the seeds' registry entry.
+    Export {
+        /// Model name.
+        name: String,
+        /// Version or alias.
+        #[arg(default_value = "production")]
+        reference: String,
+        /// The folder to write to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Quantize a float32 ONNX file written by `train` to int8 (static, calibrated on dataset rows),
+    /// check it in tract, and report both files' accuracy on the dataset.
+    Quantize(Box<QuantizeArgs>),
     /// List models with their version count and aliases.
     Models,
     /// Find a user's model for a modality, falling back to the modality's default model.
@@ -183,6 +198,25 @@ pub struct TrainArgs {
     /// every user's samples.
     #[arg(long, requires = "modality")]
     pub user_id: Option<String>,
+}
+
+/// Options of `quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The float32 ONNX file (e.g. a run folder's output/model.onnx).
+    #[arg(long)]
+    pub onnx: PathBuf,
+    /// Where to write the int8 file.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Rows used for calibration.
+    #[arg(long, default_value_t = 100)]
+    pub calibration_samples: usize,
+    /// Seed for picking calibration rows.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Options of `evaluate`.

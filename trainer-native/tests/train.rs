@@ -312,3 +312,75 @@ fn onnxruntime_agrees_with_tract_on_every_exported_file() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(report.matches("checker ok").count(), 8, "{report}");
 }
+
+#[test]
+fn export_quantize_and_evaluate_a_published_version() {
+    let env = Env::new();
+    env.train_json("iris", &[]);
+    let out = env.dir.path().join("export");
+    let listing = env.ok(&[
+        "export",
+        "iris",
+        "production",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    for file in [
+        "model.onnx",
+        "model.int8.onnx",
+        "labels.json",
+        "manifest.json",
+        "meta.json",
+        "registry-entry.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing from {listing}");
+    }
+    let entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("registry-entry.json")).unwrap()).unwrap();
+    assert_eq!(entry["model"], "iris");
+
+    let csv = data("iris.csv");
+    let schema = data("iris.schema.json");
+    let (csv, schema) = (csv.to_str().unwrap(), schema.to_str().unwrap());
+    let int8 = env.dir.path().join("requantized.onnx");
+    let report: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "quantize",
+        "--onnx",
+        out.join("model.onnx").to_str().unwrap(),
+        "--out",
+        int8.to_str().unwrap(),
+        "--csv",
+        csv,
+        "--schema",
+        schema,
+        "--calibration-samples",
+        "50",
+    ]))
+    .unwrap();
+    assert_eq!(report["calibration_rows"], 50);
+    assert!(
+        report["accuracy_drop"].as_f64().unwrap() <= 0.02,
+        "{report}"
+    );
+    assert!(int8.is_file());
+    let refused = env.run(&[
+        "quantize", "--onnx", csv, "--out", "x.onnx", "--csv", csv, "--schema", schema,
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+
+    let eval: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "--json", "evaluate", "iris", "--csv", csv, "--schema", schema,
+    ]))
+    .unwrap();
+    assert_eq!(eval["rows"], 150);
+    assert!(eval["accuracy"].as_f64().unwrap() > 0.9);
+    assert_eq!(eval["confusion_matrix"].as_array().unwrap().len(), 3);
+    let human = env.ok(&[
+        "evaluate", "iris", "--int8", "--csv", csv, "--schema", schema,
+    ]);
+    assert!(
+        human.contains("onnx_int8") && human.contains("virginica"),
+        "{human}"
+    );
+}

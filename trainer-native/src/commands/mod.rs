@@ -18,6 +18,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             user_id,
             alias,
         } => train::lookup(g, modality, &user_id, &alias).await,
+        Command::Export {
+            name,
+            reference,
+            out,
+        } => registry_ops::export(g, &name, &reference, &out).await,
+        Command::Quantize(args) => train::quantize(g, &args).await,
         Command::Models => registry_ops::models(g).await,
         Command::Versions { name } => registry_ops::versions(g, &name).await,
         Command::Show {

@@ -236,3 +236,41 @@ fn media_type(path: &Path) -> &'static str {
         _ => "application/octet-stream",
     }
 }
+
+pub async fn export(g: &Global, name: &str, reference: &str, out: &Path) -> anyhow::Result<()> {
+    let name = ModelName::new(name)?;
+    let reg = reader(g)?;
+    let manifest = reg.resolve(&name, reference).await?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut written = Vec::new();
+    for artifact in &manifest.artifacts {
+        // Checked against its digest by `blob`; the file name was checked by the manifest rules.
+        let bytes = reg.blob(&artifact.digest).await?;
+        let path = out.join(&artifact.file_name);
+        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    let renderings = [
+        ("manifest.json", serde_json::to_vec_pretty(&manifest)?),
+        (
+            "meta.json",
+            serde_json::to_vec_pretty(&crowdmind_meta(&manifest))?,
+        ),
+        (
+            "registry-entry.json",
+            serde_json::to_vec_pretty(&RegistryEntry::from(&manifest))?,
+        ),
+    ];
+    for (file, bytes) in renderings {
+        let path = out.join(file);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    if g.json {
+        return print_json(&json!({ "name": name, "version": manifest.version, "files": written }));
+    }
+    for path in &written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}

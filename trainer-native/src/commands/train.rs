@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use registry::ModelName;
 
-use crate::cli::{DatasetArgs, EvaluateArgs, Global, TrainArgs};
+use crate::cli::{DatasetArgs, EvaluateArgs, Global, QuantizeArgs, TrainArgs};
 use crate::dataset::crowdmind;
 use crate::dataset::sessions::{self, Minimum};
 use crate::dataset::{Dataset, Schema};
@@ -344,6 +344,65 @@ pub async fn lookup(
         ""
     };
     println!("{} {}{note}", m.name, m.version);
+    Ok(())
+}
+
+pub async fn quantize(g: &Global, args: &QuantizeArgs) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+
+    let float =
+        std::fs::read(&args.onnx).with_context(|| format!("reading {}", args.onnx.display()))?;
+    let model = crate::export::onnx::read_float_model(&float).with_context(|| {
+        format!(
+            "{} is not a float model written by exposr-trainer",
+            args.onnx.display()
+        )
+    })?;
+    let loaded = load(&args.dataset).await?;
+    anyhow::ensure!(
+        model.feature_names == loaded.data.feature_names,
+        "the dataset's feature columns differ from the model's ({:?})",
+        model.feature_names
+    );
+    let mut rows: Vec<usize> = (0..loaded.data.len()).collect();
+    rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(args.seed));
+    rows.truncate(args.calibration_samples.max(1));
+    rows.sort_unstable();
+    let calibration = crate::train::select_rows(&loaded.data, &rows);
+    let q = crate::export::quantize::calibrate(&model, calibration.view());
+    let meta = crate::export::onnx::Metadata {
+        feature_names: &model.feature_names,
+        labels: &model.classes,
+        pipeline: pipeline::TABULAR_PIPELINE,
+    };
+    let int8 = crate::export::onnx::int8_model(&model, &q, &meta);
+    let x = loaded.data.x.view();
+    verify::check_int8(&int8, x, q.predict_proba(&model, x).view())
+        .context("checking the int8 file in tract")?;
+    let accuracy = |p: ndarray::Array2<f32>| {
+        metrics::evaluate(p.view(), &loaded.data.y, &model.classes).accuracy
+    };
+    let float_acc = accuracy(verify::run(&float, x)?);
+    let int8_acc = accuracy(verify::run(&int8, x)?);
+    std::fs::write(&args.out, &int8).with_context(|| format!("writing {}", args.out.display()))?;
+    let report = serde_json::json!({
+        "out": args.out, "rows": loaded.data.len(), "calibration_rows": rows.len(),
+        "float_accuracy": float_acc, "int8_accuracy": int8_acc, "accuracy_drop": float_acc - int8_acc,
+        "float_bytes": float.len(), "int8_bytes": int8.len(),
+    });
+    if g.json {
+        return print_json(&report);
+    }
+    println!(
+        "wrote {} ({} B, {:.2}x the float file); accuracy on {} rows: float {:.4}, int8 {:.4}",
+        args.out.display(),
+        int8.len(),
+        int8.len() as f64 / float.len() as f64,
+        loaded.data.len(),
+        float_acc,
+        int8_acc
+    );
     Ok(())
 }
 

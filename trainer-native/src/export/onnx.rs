@@ -248,3 +248,105 @@ fn build(model: &Model, q: Option<&QuantizedModel>, meta: &Metadata<'_>) -> Vec<
     };
     model_proto.encode_to_vec()
 }
+
+/// Reads back a float32 file written by [`float_model`]: the scaler, the layers, and the names in
+/// its metadata. Refuses files of any other shape (this is not a general ONNX importer).
+pub fn read_float_model(bytes: &[u8]) -> anyhow::Result<Model> {
+    use anyhow::{Context, bail};
+    use ndarray::{Array1, Array2};
+    use std::collections::HashMap;
+
+    use crate::train::Scaler;
+    use crate::train::mlp::{Dense, Network};
+
+    let proto = ModelProto::decode(bytes).context("not an ONNX file")?;
+    let graph = proto.graph.context("ONNX file has no graph")?;
+    let tensors: HashMap<&str, &TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let floats = |name: &str| -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
+        let t = tensors.get(name).with_context(|| {
+            format!("no initializer {name}: not a float model exported by exposr-trainer")
+        })?;
+        if t.data_type != DataType::Float as i32 || t.raw_data.len() % 4 != 0 {
+            bail!("initializer {name} is not raw float32");
+        }
+        let data = t
+            .raw_data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok((t.dims.iter().map(|&d| d as usize).collect(), data))
+    };
+    let meta: HashMap<&str, &str> = proto
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
+    let names = |key: &str| -> anyhow::Result<Vec<String>> {
+        serde_json::from_str(
+            meta.get(key)
+                .with_context(|| format!("no {key} in the file's metadata"))?,
+        )
+        .with_context(|| format!("metadata {key} is not a list of strings"))
+    };
+    let (_, mean) = floats("scaler_mean")?;
+    let (_, scale) = floats("scaler_scale")?;
+    let mut layers = Vec::new();
+    while tensors.contains_key(format!("w{}", layers.len()).as_str()) {
+        let i = layers.len();
+        let (dims, w) = floats(&format!("w{i}"))?;
+        let (_, b) = floats(&format!("b{i}"))?;
+        if dims.len() != 2 || dims[1] != b.len() {
+            bail!("layer {i} has inconsistent shapes");
+        }
+        layers.push(Dense {
+            w: Array2::from_shape_vec((dims[0], dims[1]), w)?,
+            b: Array1::from(b),
+        });
+    }
+    if layers.is_empty() {
+        bail!("no layers found: not a float model exported by exposr-trainer");
+    }
+    Ok(Model {
+        scaler: Scaler {
+            mean: Array1::from(mean),
+            scale: Array1::from(scale),
+        },
+        net: Network { layers },
+        feature_names: names("feature_names")?,
+        classes: names("labels")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::Scaler;
+    use crate::train::mlp::Network;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_written_float_model_reads_back_identically() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let model = Model {
+            scaler: Scaler {
+                mean: ndarray::array![1.0, 2.0],
+                scale: ndarray::array![0.5, 4.0],
+            },
+            net: Network::init(&[2, 4, 3], &mut rng),
+            feature_names: vec!["a".into(), "b".into()],
+            classes: vec!["x".into(), "y".into(), "z".into()],
+        };
+        let meta = Metadata {
+            feature_names: &model.feature_names,
+            labels: &model.classes,
+            pipeline: ("tabular", 1),
+        };
+        let bytes = float_model(&model, &meta);
+        assert_eq!(read_float_model(&bytes).unwrap(), model);
+        assert!(read_float_model(b"garbage").is_err());
+    }
+}
