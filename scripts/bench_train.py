@@ -93,6 +93,29 @@ def synthetic(rows=100_000, features=10, classes=7, seed=42):
     (out / "schema.json").write_text(json.dumps(schema))
 
 
+def a3cp(trainer):
+    """Per-user gesture models: fit time of users with 150 to 900 samples (goal < 0.5 s)."""
+    rng = np.random.default_rng(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for user, per_label in (("u150", 50), ("u450", 150), ("u900", 300)):
+            for g, label in enumerate(["wave", "circle", "tap"]):
+                folder = tmp / "sessions" / "gesture" / user / label
+                folder.mkdir(parents=True)
+                for i in range(per_label):
+                    n = int(rng.integers(20, 120))
+                    t = np.linspace(0, 2 * np.pi, n)
+                    base = [np.sin(3 * t), np.sin(t) + np.cos(t), np.sign(np.sin(4 * t))][g]
+                    frames = np.stack([base, np.roll(base, 5), base * 0.5], axis=1) + rng.normal(0, 0.3, (n, 3))
+                    (folder / f"{i}.json").write_text(json.dumps({"frames": frames.round(4).tolist()}))
+            out, mem = run_child([trainer, "--registry", str(tmp / "reg"), "--json", "train", "--modality",
+                                  "gesture", "--sessions", str(tmp / "sessions"), "--user-id", user,
+                                  "--runs-dir", str(tmp / "runs")])
+            r = json.loads(out)
+            print(f"A3CP gesture {user}: {per_label * 3} samples, fit {r['fit_seconds']:.3f} s, "
+                  f"total {r['total_seconds']:.3f} s, test accuracy {r['test_accuracy']:.4f}, {mem:.1f} MiB")
+
+
 def main():
     trainer = sys.argv[1]
     subprocess.run([sys.executable, str(ROOT / "scripts/data/fetch.py")], check=True,
@@ -121,6 +144,7 @@ def main():
                       f"{ours['test_accuracy']:>10.4f}{sk['test_accuracy']:>8.4f}"
                       f"{our_mem:>10.1f}{sk_mem:>8.1f}{ours['int8_accuracy']:>10.4f}"
                       f"{ours['int8_bytes'] / ours['float_bytes']:>14.2f}x")
+    a3cp(trainer)
     print("fit times: ours include scaling, the fit and test evaluation; scikit-learn's scaling and fit."
           " Peak memory is each process's maxrss (scikit-learn's includes the Python interpreter).")
 

@@ -384,3 +384,35 @@ fn export_quantize_and_evaluate_a_published_version() {
         "{human}"
     );
 }
+
+#[test]
+fn cross_validated_grid_search_picks_a_setting_and_records_it() {
+    let env = Env::new();
+    let cfg = env.dir.path().join("search.yaml");
+    std::fs::write(
+        &cfg,
+        "training: {epochs: 30}\nsearch:\n  folds: 3\n  grid:\n    hidden_layers: [[16], [32, 16]]\n    learning_rate: [0.01, 0.001]\n",
+    )
+    .unwrap();
+    let s = env.train_json("wine", &["--config", cfg.to_str().unwrap()]);
+    let m = env.manifest("wine", &s["version"].as_str().unwrap().to_owned());
+    assert_eq!(m["metrics"]["cv_folds"], 3);
+    let mean = m["metrics"]["cv_mean_accuracy"].as_f64().unwrap();
+    assert!(mean > 0.8 && mean <= 1.0, "{mean}");
+    let metrics: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(PathBuf::from(s["run_dir"].as_str().unwrap()).join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let cv = metrics["cv"].as_array().unwrap();
+    assert_eq!(cv.len(), 4, "every combination is scored");
+    let best = cv[0]["mean_accuracy"].as_f64().unwrap();
+    assert!(
+        cv.iter()
+            .all(|c| c["mean_accuracy"].as_f64().unwrap() <= best),
+        "best first"
+    );
+    assert_eq!(
+        m["model"]["architecture"]["hidden_layers"], cv[0]["config"]["hidden_layers"],
+        "the winner is trained"
+    );
+}
