@@ -395,7 +395,7 @@ fn cross_validated_grid_search_picks_a_setting_and_records_it() {
     )
     .unwrap();
     let s = env.train_json("wine", &["--config", cfg.to_str().unwrap()]);
-    let m = env.manifest("wine", &s["version"].as_str().unwrap().to_owned());
+    let m = env.manifest("wine", s["version"].as_str().unwrap());
     assert_eq!(m["metrics"]["cv_folds"], 3);
     let mean = m["metrics"]["cv_mean_accuracy"].as_f64().unwrap();
     assert!(mean > 0.8 && mean <= 1.0, "{mean}");
