@@ -77,6 +77,22 @@ pub enum Command {
     /// Quantize a float32 ONNX file written by `train` to int8 (static, calibrated on dataset rows),
     /// check it in tract, and report both files' accuracy on the dataset.
     Quantize(Box<QuantizeArgs>),
+    /// Serve the HTTP API: the project's WebAssembly components under wasmtime, with the routes of
+    /// spin.toml, over the local registry directory (the embedded host).
+    Serve {
+        /// The Spin manifest giving routes, components, environment and mounts.
+        #[arg(long, default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Folder holding the built .wasm files (default: the paths in the manifest).
+        #[arg(long, env = "EXPOSR_COMPONENTS_DIR")]
+        components: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        listen: std::net::SocketAddr,
+        /// Bearer token for authenticated routes.
+        #[arg(long, env = "TRAINER_API_KEY", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// List models with their version count and aliases.
     Models,
     /// Find a user's model for a modality, falling back to the modality's default model.

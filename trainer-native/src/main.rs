@@ -8,6 +8,7 @@ mod features;
 mod output;
 mod pipeline;
 mod registry_opts;
+mod serve;
 mod train;
 
 use std::process::ExitCode;

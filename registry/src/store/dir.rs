@@ -36,6 +36,19 @@ impl DirStore {
         Ok(Self { root })
     }
 
+    /// Opens the existing directory `root` without creating anything: for readers, such as a
+    /// WebAssembly component given a read-only preopened directory.
+    pub fn open_existing(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("registry directory {} does not exist", root.display()),
+            ));
+        }
+        Ok(Self { root })
+    }
+
     /// The directory this store lives in.
     pub fn root(&self) -> &Path {
         &self.root
@@ -58,10 +71,9 @@ impl DirStore {
     }
 
     fn stage(&self, bytes: &[u8]) -> io::Result<PathBuf> {
-        let staged = self
-            .root
-            .join(STAGING)
-            .join(uuid::Uuid::new_v4().simple().to_string());
+        let staging = self.root.join(STAGING);
+        fs::create_dir_all(&staging)?;
+        let staged = staging.join(uuid::Uuid::new_v4().simple().to_string());
         let mut file = fs::File::create_new(&staged)?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -111,6 +123,7 @@ impl DirStore {
     ) -> Result<(), StoreError> {
         let io_err = |e| StoreError::backend("put", key, e);
         let lock_name = Digest::of(key.as_str().as_bytes()).hex();
+        fs::create_dir_all(self.root.join(LOCKS)).map_err(io_err)?;
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)

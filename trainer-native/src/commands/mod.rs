@@ -24,6 +24,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
         } => registry_ops::export(g, &name, &reference, &out).await,
         Command::Quantize(args) => train::quantize(g, &args).await,
+        Command::Serve {
+            manifest,
+            components,
+            listen,
+            token,
+        } => {
+            let registry =
+                std::path::PathBuf::from(g.registry.strip_prefix("file://").unwrap_or(&g.registry));
+            anyhow::ensure!(
+                !g.registry.contains("://") || g.registry.starts_with("file://"),
+                "serve needs a local registry directory, not {}",
+                g.registry
+            );
+            let env = token
+                .map(|t| vec![("EXPOSR_API_TOKEN".to_owned(), t)])
+                .unwrap_or_default();
+            let opts = crate::serve::Options {
+                manifest,
+                components,
+                registry,
+                listen,
+                env,
+            };
+            crate::serve::serve(opts, |addr| {
+                println!("listening on http://{addr}");
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+            })
+            .await
+        }
         Command::Models => registry_ops::models(g).await,
         Command::Versions { name } => registry_ops::versions(g, &name).await,
         Command::Show {

@@ -1,0 +1,114 @@
+//! What every Exposr component needs: configuration from the environment, the registry it reads,
+//! JSON responses and problem documents with stable codes, and constant-time bearer auth.
+//!
+//! Configuration comes from environment variables, which reach the same `.wasm` on Spin (the
+//! component's `environment` in `spin.toml`), on `wasmtime serve` (`--env`) and on the embedded
+//! host (`exposr-trainer serve`): a component that imported `spin:variables` would not load on
+//! plain WASI hosts.
+
+use std::sync::Arc;
+
+use registry::store::{DirStore, Store};
+use registry::{Error, Registry};
+use serde::Serialize;
+use spin_sdk::http::{Request, Response};
+
+/// Environment variable naming the registry directory the host preopens.
+pub const REGISTRY_DIR: &str = "EXPOSR_REGISTRY_DIR";
+/// Environment variable with the host's start time (RFC 3339), for `uptime`.
+pub const STARTED_AT: &str = "EXPOSR_STARTED_AT";
+
+/// The registry the host gives this component, read-only.
+pub fn registry() -> anyhow::Result<Registry> {
+    let dir = std::env::var(REGISTRY_DIR).unwrap_or_else(|_| "/registry".to_owned());
+    let store: Arc<dyn Store> = Arc::new(DirStore::open_existing(&dir)?);
+    Ok(Registry::read_only(store))
+}
+
+/// A JSON response with `status`.
+pub fn json(status: u16, body: &impl Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .build()
+}
+
+/// A problem document: `{"code": "...", "message": "..."}`.
+pub fn problem(status: u16, code: &str, message: &str) -> Response {
+    json(
+        status,
+        &serde_json::json!({ "code": code, "message": message }),
+    )
+}
+
+/// Maps a registry error to a response: what the caller can act on, never internals in a 5xx.
+pub fn registry_problem(err: &Error) -> Response {
+    match err {
+        Error::ModelNotFound { .. } => problem(404, "model_not_found", &err.to_string()),
+        Error::VersionNotFound { .. } => problem(404, "version_not_found", &err.to_string()),
+        Error::AliasNotFound { .. } => problem(404, "alias_not_found", &err.to_string()),
+        Error::BlobNotFound { .. } => problem(404, "blob_not_found", &err.to_string()),
+        Error::InvalidName(e) => problem(400, "invalid_name", &e.to_string()),
+        other => {
+            eprintln!("registry error: {other:?}");
+            problem(
+                500,
+                "registry_unavailable",
+                "the model registry could not be read",
+            )
+        }
+    }
+}
+
+/// `405` for a method the route does not take.
+pub fn method_not_allowed(req: &Request, allowed: &str) -> Response {
+    let mut r = problem(
+        405,
+        "method_not_allowed",
+        &format!("{} is not allowed here; use {allowed}", req.method()),
+    );
+    r.set_header("allow", allowed);
+    r
+}
+
+/// Whether `header` (the Authorization value) carries `expected` as a bearer token, compared in
+/// constant time so that timing does not reveal how much of a guess was right.
+pub fn bearer_matches(header: Option<&str>, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The start time encoded in a run key `runs/run_YYYYMMDD_HHMMSS_<id>/…`.
+pub fn run_time(key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let id = key.strip_prefix("runs/run_")?;
+    let stamp = id.get(..15)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_keys_carry_their_time() {
+        let t = run_time("runs/run_20251029_005908_ab12cd34/record.json").unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-10-29T00:59:08+00:00");
+        assert!(run_time("runs/other/record.json").is_none());
+    }
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        assert!(bearer_matches(Some("Bearer abc"), "abc"));
+        assert!(!bearer_matches(Some("Bearer abd"), "abc"));
+        assert!(!bearer_matches(Some("Bearer abc"), ""));
+        assert!(!bearer_matches(Some("abc"), "abc"));
+        assert!(!bearer_matches(None, "abc"));
+    }
+}

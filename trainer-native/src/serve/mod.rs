@@ -1,0 +1,271 @@
+//! `exposr-trainer serve`: the embedded host. Runs the project's WebAssembly components under
+//! wasmtime (WASIp2, wasi:http) on localhost, with the routes, environment and mounts of
+//! `spin.toml`, over the local registry directory: the whole system on one machine.
+
+pub mod manifest;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use manifest::{ComponentSpec, Router, SpinManifest};
+
+/// Largest request body accepted (the components enforce their own, smaller limits too).
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// What to serve and where.
+pub struct Options {
+    /// The `spin.toml`.
+    pub manifest: PathBuf,
+    /// Where the built `.wasm` files are (looked up by file name); default: next to the manifest.
+    pub components: Option<PathBuf>,
+    /// The registry directory mounted where the manifest mounts `registry-data`.
+    pub registry: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Extra environment for every component (e.g. the API token).
+    pub env: Vec<(String, String)>,
+}
+
+struct Loaded {
+    pre: ProxyPre<Guest>,
+    spec: ComponentSpec,
+}
+
+struct Host {
+    router: Router,
+    components: HashMap<String, Loaded>,
+    registry: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+struct Guest {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Guest {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Guest {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+fn engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    // Compiled code is cached on disk: a cold compile of the tract component takes seconds.
+    match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        Err(e) => tracing::warn!("wasmtime compilation cache unavailable: {e:#}"),
+    }
+    Ok(Engine::new(&config)?)
+}
+
+/// Loads every component, binds, prints the address, and serves until killed.
+pub async fn serve(opts: Options, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let spin = SpinManifest::load(&opts.manifest)?;
+    let base = opts.manifest.parent().unwrap_or(Path::new("."));
+    let engine = engine()?;
+    let mut linker: Linker<Guest> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    let mut components = HashMap::new();
+    for (id, spec) in &spin.component {
+        let wasm = match &opts.components {
+            Some(dir) => dir.join(
+                Path::new(&spec.source)
+                    .file_name()
+                    .context("component source has no file name")?,
+            ),
+            None => base.join(&spec.source),
+        };
+        if !wasm.is_file() {
+            bail!(
+                "component {id}: {} not found; build the components first (scripts/build-functions)",
+                wasm.display()
+            );
+        }
+        let component = Component::from_file(&engine, &wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("loading {}", wasm.display()))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("linking component {id}"))?;
+        let pre = ProxyPre::new(pre)?;
+        components.insert(
+            id.clone(),
+            Loaded {
+                pre,
+                spec: spec.clone(),
+            },
+        );
+    }
+    std::fs::create_dir_all(&opts.registry)
+        .with_context(|| format!("creating {}", opts.registry.display()))?;
+    let mut env = opts.env;
+    env.push(("EXPOSR_STARTED_AT".into(), chrono::Utc::now().to_rfc3339()));
+    let host = Arc::new(Host {
+        router: Router::new(&spin.trigger.http),
+        components,
+        registry: opts.registry,
+        env,
+    });
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    on_ready(listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let host = host.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let host = host.clone();
+                async move { Ok::<_, std::convert::Infallible>(host.handle(req).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn problem(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("a valid response")
+}
+
+impl Host {
+    async fn handle(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        let path = req.uri().path().to_owned();
+        let Some(id) = self.router.route(&path) else {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no route matches this path",
+            );
+        };
+        let loaded = &self.components[id];
+        match self.run(loaded, req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(component = id, "request failed: {e:#}");
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the function failed",
+                )
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        loaded: &Loaded,
+        req: Request<Incoming>,
+    ) -> anyhow::Result<Response<HyperOutgoingBody>> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        for (k, v) in loaded
+            .spec
+            .environment
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            wasi.env(k, v);
+        }
+        for mount in &loaded.spec.files {
+            // The registry is the one directory components see; read-only.
+            if mount.source == "registry-data" {
+                wasi.preopened_dir(&self.registry, &mount.destination, FsPerms::ReadOnly)?;
+            }
+        }
+        let mut store = Store::new(
+            loaded.pre.engine(),
+            Guest {
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+            },
+        );
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY) {
+            return Ok(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body too large",
+            ));
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = loaded.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await?;
+            Ok::<(), anyhow::Error>(())
+        });
+        match receiver.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(anyhow::Error::from(e)),
+            Err(_) => match task.await {
+                Ok(Ok(())) => bail!("the component never sent a response"),
+                Ok(Err(e)) => Err(e.context("the component trapped")),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
