@@ -45,6 +45,9 @@ pub struct Manifest {
     /// Inputs with the outputs the trainer computed, for validators to reproduce.
     #[serde(default)]
     pub golden: Vec<GoldenCase>,
+    /// The same inputs with the int8 artifact's expected outputs, if there is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub golden_int8: Vec<GoldenCase>,
     /// The version this one was trained to replace, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Version>,
@@ -393,18 +396,29 @@ impl Manifest {
                 "train_size + val_size + test_size exceeds size",
             );
         }
-        for (i, g) in self.golden.iter().enumerate() {
+        for (field, i, g) in self
+            .golden
+            .iter()
+            .enumerate()
+            .map(|(i, g)| ("golden", i, g))
+            .chain(
+                self.golden_int8
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| ("golden_int8", i, g)),
+            )
+        {
             if let Some(n) = inputs
                 && g.input.len() != n as usize
             {
                 problem(
-                    format!("golden[{i}].input"),
+                    format!("{field}[{i}].input"),
                     &format!("has {} values, the input has {n}", g.input.len()),
                 );
             }
             if g.expected.len() != self.labels.len() {
                 problem(
-                    format!("golden[{i}].expected"),
+                    format!("{field}[{i}].expected"),
                     &format!(
                         "has {} values, there are {} labels",
                         g.expected.len(),
@@ -413,7 +427,7 @@ impl Manifest {
                 );
             }
             if g.input.iter().chain(&g.expected).any(|v| !v.is_finite()) {
-                problem(format!("golden[{i}]"), "values must be finite");
+                problem(format!("{field}[{i}]"), "values must be finite");
             }
         }
         if let Some(gate) = &self.gate
@@ -505,6 +519,7 @@ pub mod tests_support {
                 input: vec![5.1, 3.5, 1.4, 0.2],
                 expected: vec![0.9, 0.05, 0.05],
             }],
+            golden_int8: vec![],
             parent: None,
             gate: None,
             tags: BTreeMap::new(),

@@ -93,6 +93,16 @@ pub enum Command {
         #[arg(long, env = "TRAINER_API_KEY", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Validate artifact files against a manifest with the validator component (wit/validator.wit)
+    /// under wasmtime: digest, size, signature, golden outputs.
+    Validate {
+        /// The manifest (JSON), e.g. a run folder's output/manifest.json or `show` output.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// An artifact as ROLE=PATH (e.g. onnx=model.onnx); repeat for each.
+        #[arg(long = "artifact", value_name = "ROLE=PATH", required = true)]
+        artifacts: Vec<String>,
+    },
     /// List models with their version count and aliases.
     Models,
     /// Find a user's model for a modality, falling back to the modality's default model.

@@ -10,6 +10,7 @@ mod pipeline;
 mod registry_opts;
 mod serve;
 mod train;
+mod validator;
 
 use std::process::ExitCode;
 

@@ -59,7 +59,13 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 /// Prints the error chain (as JSON on stdout with `--json`) and picks the exit code.
 pub fn report_error(err: &anyhow::Error, json: bool) -> ExitCode {
     let (code, kind) = classify(err);
-    if json {
+    let reported = err
+        .chain()
+        .any(|c| c.downcast_ref::<CheckFailed>().is_some());
+    if json && reported {
+        // The check's JSON report, with `"ok": false`, is already on stdout: one document only.
+        eprintln!("error: {err}");
+    } else if json {
         let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
         let body = serde_json::json!({
             "error": { "code": kind, "message": err.to_string(), "causes": causes }

@@ -97,6 +97,8 @@ pub struct Artifacts {
     pub labels: Vec<u8>,
     /// Golden rows with the float model's outputs.
     pub golden: Vec<GoldenCase>,
+    /// The same rows with the int8 model's outputs.
+    pub golden_int8: Vec<GoldenCase>,
     /// Int8 test accuracy measured by running the int8 file in tract.
     pub int8_accuracy: f64,
     /// Max |tract - trainer| on golden rows, float file.
@@ -169,15 +171,18 @@ pub fn export_and_check(
             "tract": rows_of(&verify::run(&int8, cx.view())?),
         },
     });
-    let golden = gx
-        .rows()
-        .into_iter()
-        .zip(expected.rows())
-        .map(|(i, e)| GoldenCase {
-            input: i.to_vec(),
-            expected: e.to_vec(),
-        })
-        .collect();
+    let cases = |outputs: &Array2<f32>| -> Vec<GoldenCase> {
+        gx.rows()
+            .into_iter()
+            .zip(outputs.rows())
+            .map(|(i, e)| GoldenCase {
+                input: i.to_vec(),
+                expected: e.to_vec(),
+            })
+            .collect()
+    };
+    let golden = cases(&expected);
+    let golden_int8 = cases(&expected_int8);
     let labels: BTreeMap<String, &String> = model
         .classes
         .iter()
@@ -189,6 +194,7 @@ pub fn export_and_check(
         int8,
         labels: serde_json::to_vec_pretty(&labels)?,
         golden,
+        golden_int8,
         int8_accuracy,
         float_max_diff,
         crosscheck,
@@ -379,6 +385,7 @@ pub async fn train_and_publish(
         (log.join("\n") + "\n").as_bytes(),
     )?;
 
+    let validation = validate_in_wasm(&manifest, &artifacts).await?;
     let blobs = [
         artifacts.float.clone(),
         artifacts.int8.clone(),
@@ -415,6 +422,7 @@ pub async fn train_and_publish(
         "fit": outcome.fit, "metrics": metrics, "history": outcome.history,
         "timings": { "fit_seconds": fit_seconds, "total_seconds": summary.total_seconds },
         "gate": summary.gate, "dataset": { "id": req.dataset_id, "digest": data.digest },
+        "validation": validation,
     });
     let key = registry::layout::run_object(&run_id, &["record.json"])?;
     reg.store()
@@ -431,6 +439,28 @@ pub async fn train_and_publish(
         &serde_json::to_vec_pretty(&record)?,
     )?;
     Ok(summary)
+}
+
+/// Runs the validator component on both ONNX files with the final manifest. Without a built
+/// component (scripts/build-functions) the native tract checks above stand, and the record says so.
+async fn validate_in_wasm(manifest: &Manifest, a: &Artifacts) -> anyhow::Result<serde_json::Value> {
+    let Some(path) = crate::validator::locate() else {
+        tracing::warn!(
+            "validator component not built (scripts/build-functions): checked with native tract only"
+        );
+        return Ok(
+            json!({ "component": null, "reason": "validator component not built; checked with native tract only" }),
+        );
+    };
+    let (m, float, int8) = (manifest.clone(), a.float.clone(), a.int8.clone());
+    let (source, reports) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let validator = crate::validator::WasmValidator::load(&path)?;
+        let reports = validator.validate_all(&m, &[("onnx", &float), ("onnx_int8", &int8)])?;
+        Ok((validator.source, reports))
+    })
+    .await
+    .context("validator task")??;
+    Ok(json!({ "component": source.0, "component_digest": source.1, "reports": reports }))
 }
 
 fn build_manifest(
@@ -533,6 +563,7 @@ fn build_manifest(
             run_id: Some(run_id.into()),
         },
         golden: a.golden.clone(),
+        golden_int8: a.golden_int8.clone(),
         parent: gate.baseline.clone(),
         gate: Some(gate.clone()),
         tags: req.tags.clone(),

@@ -416,3 +416,115 @@ fn cross_validated_grid_search_picks_a_setting_and_records_it() {
         "the winner is trained"
     );
 }
+
+/// The validator component (the same `.wasm` the functions use) checks what the trainer
+/// publishes, and refuses a tampered or truncated artifact.
+#[test]
+fn the_wasm_validator_checks_published_files_and_refuses_tampered_ones() {
+    let validator = std::env::var("EXPOSR_COMPONENTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_BIN_EXE_exposr-trainer"))
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("wasm32-wasip2/release")
+        })
+        .join("exposr_fn_validator.wasm");
+    if !validator.is_file() {
+        assert!(
+            std::env::var("EXPOSR_REQUIRE_WASM").is_err(),
+            "validator not built: run scripts/build-functions"
+        );
+        eprintln!("skipped: validator component not built");
+        return;
+    }
+    let env = Env::new();
+    let s = env.train_json("iris", &[]);
+    let run = PathBuf::from(s["run_dir"].as_str().unwrap());
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("record.json")).unwrap()).unwrap();
+    let reports = record["validation"]["reports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{record}"));
+    assert_eq!(reports.len(), 2);
+    assert!(
+        reports
+            .iter()
+            .all(|r| r["ok"] == true && r["golden_checked"] == 8),
+        "{reports:?}"
+    );
+
+    let out = run.join("output");
+    let manifest = out.join("manifest.json");
+    let good = env.ok(&[
+        "--json",
+        "validate",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--artifact",
+        &format!("onnx={}", out.join("model.onnx").display()),
+    ]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&good).unwrap()["ok"],
+        true
+    );
+
+    let mut bytes = std::fs::read(out.join("model.onnx")).unwrap();
+    let truncated = env.dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    let tampered = env.dir.path().join("tampered.onnx");
+    std::fs::write(&tampered, &bytes).unwrap();
+    for file in [truncated, tampered] {
+        let out = env.run(&[
+            "--json",
+            "validate",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--artifact",
+            &format!("onnx={}", file.display()),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["artifacts"][0]["digest_matches"], false);
+        assert!(
+            report["artifacts"][0]["problems"][0]
+                .as_str()
+                .unwrap()
+                .contains("digest")
+        );
+    }
+    // Right bytes, wrong expectations: the golden outputs no longer reproduce.
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["golden"][0]["expected"][0] =
+        serde_json::json!(m["golden"][0]["expected"][0].as_f64().unwrap() + 0.25);
+    let forged = env.dir.path().join("forged.json");
+    std::fs::write(&forged, m.to_string()).unwrap();
+    let out = env.run(&[
+        "--json",
+        "validate",
+        "--manifest",
+        forged.to_str().unwrap(),
+        "--artifact",
+        &format!("onnx={}", out.join("model.onnx").display()),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["artifacts"][0]["signature_matches"], true);
+    assert!(
+        report["artifacts"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("golden outputs differ"),
+        "{report}"
+    );
+}

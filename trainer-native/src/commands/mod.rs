@@ -54,6 +54,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .await
         }
+        Command::Validate {
+            manifest,
+            artifacts,
+        } => registry_ops::validate(g, &manifest, &artifacts).await,
         Command::Models => registry_ops::models(g).await,
         Command::Versions { name } => registry_ops::versions(g, &name).await,
         Command::Show {

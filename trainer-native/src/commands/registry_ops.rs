@@ -274,3 +274,63 @@ pub async fn export(g: &Global, name: &str, reference: &str, out: &Path) -> anyh
     }
     Ok(())
 }
+
+pub async fn validate(
+    g: &Global,
+    manifest_path: &Path,
+    artifacts: &[String],
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest_path)
+        .with_context(|| format!("reading manifest {}", manifest_path.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
+    let mut files = Vec::new();
+    for spec in artifacts {
+        let (role, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--artifact {spec:?}: expected ROLE=PATH"))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading artifact {path}"))?;
+        files.push((role.to_owned(), bytes));
+    }
+    let path = crate::validator::locate()
+        .context("the validator component is not built: run scripts/build-functions (or set EXPOSR_COMPONENTS_DIR)")?;
+    let reports = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, _)>> {
+        let v = crate::validator::WasmValidator::load(&path)?;
+        files
+            .iter()
+            .map(|(role, bytes)| Ok((role.clone(), v.validate(&manifest, role, bytes)?)))
+            .collect()
+    })
+    .await??;
+    let ok = reports.iter().all(|(_, r)| r.ok);
+    if g.json {
+        let out: Vec<Value> = reports
+            .iter()
+            .map(|(role, r)| json!({
+                "role": role, "ok": r.ok, "digest": r.digest, "digest_matches": r.digest_matches,
+                "size_matches": r.size_matches, "signature_matches": r.signature_matches,
+                "golden_checked": r.golden_checked, "golden_max_abs_diff": r.golden_max_abs_diff,
+                "golden_argmax_agree": r.golden_argmax_agree, "problems": r.problems,
+            }))
+            .collect();
+        print_json(&json!({ "ok": ok, "artifacts": out }))?;
+    } else {
+        let rows: Vec<Vec<String>> = reports
+            .iter()
+            .map(|(role, r)| {
+                vec![
+                    role.clone(),
+                    if r.ok { "ok".into() } else { "REFUSED".into() },
+                    format!("{}/{}", r.golden_argmax_agree, r.golden_checked),
+                    format!("{:.1e}", r.golden_max_abs_diff),
+                    r.problems.join("; "),
+                ]
+            })
+            .collect();
+        print_table(&["ROLE", "RESULT", "GOLDEN", "MAX DIFF", "PROBLEMS"], &rows);
+    }
+    if !ok {
+        return Err(CheckFailed("the validator refused an artifact".into()).into());
+    }
+    Ok(())
+}
