@@ -392,7 +392,10 @@ impl Registry {
         Ok(previous)
     }
 
-    async fn create_manifest(&self, manifest: &Manifest) -> Result<Vec<u8>, Error> {
+    /// Writes the manifest create-only. Returns its bytes if it is now stored (written by us, or
+    /// already there byte for byte: a rerun after a crash between manifest and index adopts its
+    /// own), `None` if the key holds a different manifest.
+    async fn put_manifest(&self, manifest: &Manifest) -> Result<Option<Vec<u8>>, Error> {
         let bytes = manifest.to_bytes();
         let key = layout::manifest(&manifest.name, &manifest.version);
         match self
@@ -400,25 +403,26 @@ impl Registry {
             .put(&key, bytes.clone().into(), PutMode::Create)
             .await
         {
-            Ok(_) => Ok(bytes),
+            Ok(_) => Ok(Some(bytes)),
             Err(StoreError::AlreadyExists { .. }) => {
-                // A rerun after a crash between the manifest and the index finds its own
-                // manifest: adopt it if it is byte for byte the same.
                 let existing = self.store.get(&key).await?;
-                if existing.is_some_and(|o| o.bytes == bytes) {
-                    Ok(bytes)
-                } else {
-                    Err(Error::VersionExists {
-                        name: manifest.name.clone(),
-                        version: manifest.version.clone(),
-                    })
-                }
+                Ok(existing.is_some_and(|o| o.bytes == bytes).then_some(bytes))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Reserves the first free `v{n}` from `first` on by creating its manifest.
+    async fn create_manifest(&self, manifest: &Manifest) -> Result<Vec<u8>, Error> {
+        self.put_manifest(manifest)
+            .await?
+            .ok_or_else(|| Error::VersionExists {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+            })
+    }
+
+    /// Reserves the first free `v{n}` from `first` on by creating its manifest (a number taken by
+    /// a concurrent publisher is stepped over).
     async fn create_numbered_manifest(
         &self,
         manifest: &mut Manifest,
@@ -426,27 +430,8 @@ impl Registry {
     ) -> Result<Vec<u8>, Error> {
         for n in first..first + MAX_NUMBER_PROBES {
             manifest.version = Version::numbered(n);
-            let bytes = manifest.to_bytes();
-            let key = layout::manifest(&manifest.name, &manifest.version);
-            match self
-                .store
-                .put(&key, bytes.clone().into(), PutMode::Create)
-                .await
-            {
-                Ok(_) => return Ok(bytes),
-                Err(StoreError::AlreadyExists { .. }) => {
-                    // Taken by a concurrent publisher, or left by our own crashed attempt: adopt
-                    // it only if it is byte for byte ours.
-                    if self
-                        .store
-                        .get(&key)
-                        .await?
-                        .is_some_and(|o| o.bytes == bytes)
-                    {
-                        return Ok(bytes);
-                    }
-                }
-                Err(e) => return Err(e.into()),
+            if let Some(bytes) = self.put_manifest(manifest).await? {
+                return Ok(bytes);
             }
         }
         Err(Error::Conflict {

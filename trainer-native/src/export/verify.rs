@@ -32,12 +32,12 @@ pub fn run(bytes: &[u8], x: ArrayView2<f32>) -> anyhow::Result<Array2<f32>> {
     )?)
 }
 
-/// Checks the float file against `expected` (max absolute difference); returns the difference.
-pub fn check_float(
+/// Runs `bytes` on `x` and checks the output has `expected`'s shape.
+fn run_like(
     bytes: &[u8],
     x: ArrayView2<f32>,
     expected: ArrayView2<f32>,
-) -> anyhow::Result<f32> {
+) -> anyhow::Result<Array2<f32>> {
     let got = run(bytes, x)?;
     ensure!(
         got.dim() == expected.dim(),
@@ -45,10 +45,22 @@ pub fn check_float(
         got.dim(),
         expected.dim()
     );
-    let diff = got
-        .iter()
-        .zip(expected.iter())
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    Ok(got)
+}
+
+fn max_abs_diff(a: &Array2<f32>, b: ArrayView2<f32>) -> f32 {
+    a.iter()
+        .zip(b.iter())
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// Checks the float file against `expected` (max absolute difference); returns the difference.
+pub fn check_float(
+    bytes: &[u8],
+    x: ArrayView2<f32>,
+    expected: ArrayView2<f32>,
+) -> anyhow::Result<f32> {
+    let diff = max_abs_diff(&run_like(bytes, x, expected)?, expected);
     ensure!(
         diff <= FLOAT_TOLERANCE,
         "tract's outputs differ from the trainer's by {diff:e} (tolerance {FLOAT_TOLERANCE:e})"
@@ -63,13 +75,7 @@ pub fn check_int8(
     x: ArrayView2<f32>,
     expected: ArrayView2<f32>,
 ) -> anyhow::Result<f32> {
-    let got = run(bytes, x)?;
-    ensure!(
-        got.dim() == expected.dim(),
-        "output shape {:?}, expected {:?}",
-        got.dim(),
-        expected.dim()
-    );
+    let got = run_like(bytes, x, expected)?;
     let a = crate::train::mlp::argmax_rows(got.view());
     let b = crate::train::mlp::argmax_rows(expected);
     let disagree: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
@@ -77,8 +83,5 @@ pub fn check_int8(
         disagree.is_empty(),
         "tract's int8 predictions differ from the trainer's on golden rows {disagree:?}"
     );
-    Ok(got
-        .iter()
-        .zip(expected.iter())
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs())))
+    Ok(max_abs_diff(&got, expected))
 }
