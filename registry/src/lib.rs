@@ -12,6 +12,7 @@
 pub mod digest;
 mod error;
 pub mod index;
+pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod names;

@@ -31,10 +31,12 @@ fn components() -> Option<PathBuf> {
     None
 }
 
+const TOKEN: &str = "test-token-7f3a";
+
 struct Server {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -75,7 +77,7 @@ fn start() -> Option<Server> {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml"))
         .arg("--components")
         .arg(&components)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -88,11 +90,7 @@ fn start() -> Option<Server> {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected: {line:?}"))
         .to_owned();
-    Some(Server {
-        child,
-        base,
-        _dir: dir,
-    })
+    Some(Server { child, base, dir })
 }
 
 #[tokio::test]
@@ -227,4 +225,117 @@ async fn errors_are_json_with_stable_codes() {
         .unwrap();
     assert_eq!(post.status(), 405);
     assert_eq!(post.headers()["allow"], "GET");
+}
+
+#[tokio::test]
+async fn authenticated_routes_enqueue_jobs_and_report_metrics() {
+    let Some(server) = start() else { return };
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", server.base);
+    let auth = format!("Bearer {TOKEN}");
+
+    for header in [None, Some("Bearer wrong"), Some(TOKEN)] {
+        let mut r = http.get(url("/metrics"));
+        if let Some(h) = header {
+            r = r.header("authorization", h);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{header:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("unauthorized") && !body.contains(TOKEN),
+            "{body}"
+        );
+    }
+
+    let metrics: serde_json::Value = http
+        .get(url("/metrics"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metrics["models_trained"], 1);
+    assert!(
+        metrics["validation_accuracy"].as_f64().unwrap() > 0.9,
+        "{metrics}"
+    );
+    for field in ["total_images", "last_training"] {
+        assert!(metrics.get(field).is_some(), "{metrics}");
+    }
+    let text = http
+        .get(url("/metrics"))
+        .header("authorization", &auth)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("exposr_models_trained 1"), "{text}");
+
+    let queued = http
+        .post(url("/train"))
+        .header("authorization", &auth)
+        .body(r#"{"model": "iris"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    let queued: serde_json::Value = queued.json().await.unwrap();
+    let id = queued["id"].as_str().unwrap().to_owned();
+    let job: serde_json::Value = http
+        .get(url(&format!("/jobs/{id}")))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (job["state"].as_str(), job["kind"].as_str()),
+        (Some("queued"), Some("train"))
+    );
+    assert_eq!(job["params"]["model"], "iris");
+    assert!(
+        server
+            .dir
+            .path()
+            .join(format!("registry/jobs/{id}.json"))
+            .is_file(),
+        "the job is in the registry"
+    );
+    let scrape = http
+        .post(url("/scrape"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 202, "an empty body is fine");
+
+    let cases = [
+        (http.post(url("/scrape")).body("{not json"), 400, "bad_json"),
+        (
+            http.post(url("/train")).body(vec![b' '; 70 * 1024]),
+            413,
+            "body_too_large",
+        ),
+        (http.get(url("/jobs/not-a-uuid")), 400, "invalid_job_id"),
+        (
+            http.get(url("/jobs/00000000-0000-4000-8000-000000000000")),
+            404,
+            "job_not_found",
+        ),
+        (http.get(url("/train")), 405, "method_not_allowed"),
+    ];
+    for (request, status, code) in cases {
+        let r = request.header("authorization", &auth).send().await.unwrap();
+        assert_eq!(r.status(), status, "{code}");
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], code);
+    }
 }

@@ -221,7 +221,17 @@ impl Host {
         for mount in &loaded.spec.files {
             // The registry is the one directory components see; read-only.
             if mount.source == "registry-data" {
-                wasi.preopened_dir(&self.registry, &mount.destination, FsPerms::ReadOnly)?;
+                let writable = loaded
+                    .spec
+                    .environment
+                    .get("EXPOSR_REGISTRY_WRITABLE")
+                    .is_some_and(|v| v == "1");
+                let perms = if writable {
+                    FsPerms::ReadWrite
+                } else {
+                    FsPerms::ReadOnly
+                };
+                wasi.preopened_dir(&self.registry, &mount.destination, perms)?;
             }
         }
         let mut store = Store::new(

@@ -1,0 +1,166 @@
+//! The authenticated routes (bearer token, compared in constant time):
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /metrics` | seed shape: total_images, models_trained, last_training, validation_accuracy; Prometheus text when `Accept` asks for it |
+//! | `POST /scrape`, `POST /train` | enqueue a job in the registry (`jobs/<id>.json`), 202 with its id |
+//! | `GET /jobs/{id}` | the job and its state |
+//!
+//! Training never runs inside a request: a worker claims the queued job.
+
+// `#[http_component]` generates the canonical-ABI export glue, which is `unsafe` code.
+#![allow(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use functions::{bearer_matches, json, method_not_allowed, problem, registry_problem};
+use registry::jobs::JobKind;
+use registry::{Alias, ModelName, Registry};
+use serde_json::{Value, json};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+/// Environment variable holding the API token (a secret: never logged, never echoed).
+const TOKEN: &str = "EXPOSR_API_TOKEN";
+/// Largest trigger body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+#[http_component]
+async fn handle(req: Request) -> Response {
+    let expected = std::env::var(TOKEN).unwrap_or_default();
+    let given = req.header("authorization").and_then(|h| h.as_str());
+    if !bearer_matches(given, &expected) {
+        let mut r = problem(401, "unauthorized", "a valid bearer token is required");
+        r.set_header("www-authenticate", "Bearer");
+        return r;
+    }
+    let reg = match functions::registry() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("registry unavailable: {e:#}");
+            return problem(
+                503,
+                "registry_unavailable",
+                "the model registry is not available",
+            );
+        }
+    };
+    let path = req.path().trim_end_matches('/').to_owned();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match (req.method(), segments.as_slice()) {
+        (Method::Get, ["metrics"]) => metrics(&reg, &req).await,
+        (Method::Post, ["scrape"]) => trigger(&reg, &req, JobKind::Scrape).await,
+        (Method::Post, ["train"]) => trigger(&reg, &req, JobKind::Train).await,
+        (Method::Get, ["jobs", id]) => job(&reg, id).await,
+        (_, ["metrics"] | ["jobs", _]) => method_not_allowed(&req, "GET"),
+        (_, ["scrape"] | ["train"]) => method_not_allowed(&req, "POST"),
+        _ => problem(404, "not_found", "no such route"),
+    }
+}
+
+async fn trigger(reg: &Registry, req: &Request, kind: JobKind) -> Response {
+    let body = req.body();
+    if body.len() > MAX_BODY {
+        return problem(
+            413,
+            "body_too_large",
+            &format!("the body may have at most {MAX_BODY} bytes"),
+        );
+    }
+    let params: BTreeMap<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        BTreeMap::new()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(p) => p,
+            Err(e) => {
+                return problem(
+                    400,
+                    "bad_json",
+                    &format!("the body must be a JSON object: {e}"),
+                );
+            }
+        }
+    };
+    match reg.enqueue(kind, params, "api").await {
+        Ok(job) => {
+            let mut r = json(
+                202,
+                &json!({ "id": job.id, "kind": job.kind, "state": "queued", "status_url": format!("/jobs/{}", job.id) }),
+            );
+            r.set_header("location", format!("/jobs/{}", job.id));
+            r
+        }
+        Err(e) => registry_problem(&e),
+    }
+}
+
+async fn job(reg: &Registry, id: &str) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(id) else {
+        return problem(400, "invalid_job_id", "a job id is a UUID");
+    };
+    match reg.job(&id).await {
+        Ok(Some(job)) => json(200, &job),
+        Ok(None) => problem(404, "job_not_found", &format!("no job {id}")),
+        Err(e) => registry_problem(&e),
+    }
+}
+
+async fn metrics(reg: &Registry, req: &Request) -> Response {
+    let models = match reg.models().await {
+        Ok(m) => m,
+        Err(e) => return registry_problem(&e),
+    };
+    let mut trained = 0usize;
+    for name in &models {
+        match reg.index(name).await {
+            Ok(index) => trained += index.versions.len(),
+            Err(e) => return registry_problem(&e),
+        }
+    }
+    let runs = reg.store().list("runs/").await.unwrap_or_default();
+    let last_training = runs
+        .iter()
+        .filter_map(|k| functions::run_time(k.as_str()))
+        .max();
+    let accuracy = match std::env::var("EXPOSR_DEFAULT_MODEL")
+        .ok()
+        .and_then(|n| ModelName::new(n).ok())
+    {
+        Some(name) => reg
+            .by_alias(&name, &Alias::production())
+            .await
+            .ok()
+            .and_then(|m| m.metrics.accuracy),
+        None => None,
+    };
+    let prometheus = req
+        .header("accept")
+        .and_then(|h| h.as_str())
+        .is_some_and(|a| a.contains("text/plain") || a.contains("openmetrics"));
+    if prometheus {
+        let mut text = String::new();
+        text.push_str("# HELP exposr_models_trained Published model versions.\n# TYPE exposr_models_trained gauge\n");
+        text.push_str(&format!("exposr_models_trained {trained}\n"));
+        text.push_str("# HELP exposr_total_images Images in the datasets.\n# TYPE exposr_total_images gauge\nexposr_total_images 0\n");
+        if let Some(a) = accuracy {
+            text.push_str(&format!("# HELP exposr_validation_accuracy Test accuracy of the production model.\n# TYPE exposr_validation_accuracy gauge\nexposr_validation_accuracy {a}\n"));
+        }
+        if let Some(t) = last_training {
+            text.push_str(&format!("# HELP exposr_last_training_timestamp_seconds When the last training run started.\n# TYPE exposr_last_training_timestamp_seconds gauge\nexposr_last_training_timestamp_seconds {}\n", t.timestamp()));
+        }
+        return Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(text)
+            .build();
+    }
+    json(
+        200,
+        &json!({
+            "total_images": 0,
+            "models_trained": trained,
+            "last_training": last_training.map(|t| t.to_rfc3339()),
+            "validation_accuracy": accuracy,
+        }),
+    )
+}
