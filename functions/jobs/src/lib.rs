@@ -34,16 +34,9 @@ async fn handle(req: Request) -> Response {
         r.set_header("www-authenticate", "Bearer");
         return r;
     }
-    let reg = match functions::registry() {
+    let reg = match functions::registry_or_503() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("registry unavailable: {e:#}");
-            return problem(
-                503,
-                "registry_unavailable",
-                "the model registry is not available",
-            );
-        }
+        Err(response) => return response,
     };
     let path = req.path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();

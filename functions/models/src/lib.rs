@@ -16,7 +16,7 @@
 // `#[http_component]` generates the canonical-ABI export glue, which is `unsafe` code.
 #![allow(unsafe_code)]
 
-use functions::{json, method_not_allowed, problem, registry, registry_problem};
+use functions::{json, method_not_allowed, problem, registry_problem};
 use registry::{Alias, Manifest, ModelName, Registry, Version};
 use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
@@ -30,16 +30,9 @@ async fn handle(req: Request) -> Response {
     if *req.method() != Method::Get {
         return method_not_allowed(&req, "GET");
     }
-    let reg = match registry() {
+    let reg = match functions::registry_or_503() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("registry unavailable: {e:#}");
-            return problem(
-                503,
-                "registry_unavailable",
-                "the model registry is not available",
-            );
-        }
+        Err(response) => return response,
     };
     let path = req.path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(2).collect();

@@ -25,6 +25,18 @@ pub fn registry() -> anyhow::Result<Registry> {
     Ok(Registry::read_only(store))
 }
 
+/// The registry, or the 503 to answer when the host gave none (logged, not shown to the client).
+pub fn registry_or_503() -> Result<Registry, Response> {
+    registry().map_err(|e| {
+        eprintln!("registry unavailable: {e:#}");
+        problem(
+            503,
+            "registry_unavailable",
+            "the model registry is not available",
+        )
+    })
+}
+
 /// A JSON response with `status`.
 pub fn json(status: u16, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());

@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use chrono::{DateTime, Utc};
-use functions::{json, method_not_allowed, registry, registry_problem};
+use functions::{json, method_not_allowed, registry_problem};
 use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -25,16 +25,9 @@ async fn handle(req: Request) -> Response {
 }
 
 async fn status() -> Response {
-    let reg = match registry() {
+    let reg = match functions::registry_or_503() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("registry unavailable: {e:#}");
-            return functions::problem(
-                503,
-                "registry_unavailable",
-                "the model registry is not available",
-            );
-        }
+        Err(response) => return response,
     };
     let runs = match reg.store().list("runs/").await {
         Ok(keys) => keys,
