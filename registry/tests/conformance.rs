@@ -27,6 +27,24 @@ fn directory() -> impl StoreFactory {
 
 /// A factory of fresh prefixes in the bucket of the S3 server `server`, if it is configured.
 fn s3(server: &str) -> Option<impl StoreFactory> {
+    s3_opened_by(server, |url, options| store::open(url, options))
+}
+
+/// The same, through [`store::open_with_http`]: the caller's HTTP client and the pure-Rust
+/// SigV4 signer that WebAssembly components use.
+fn s3_rust_crypto(server: &str) -> Option<impl StoreFactory> {
+    s3_opened_by(server, |url, options| {
+        store::open_with_http(
+            url,
+            options,
+            object_store::client::ReqwestConnector::default(),
+        )
+    })
+}
+
+type Opener = fn(&str, &[(String, String)]) -> Result<Arc<dyn Store>, store::OpenError>;
+
+fn s3_opened_by(server: &str, open: Opener) -> Option<impl StoreFactory> {
     let var = |name: &str| std::env::var(format!("EXPOSR_TEST_{server}_{name}")).ok();
     let Some(endpoint) = var("ENDPOINT") else {
         assert!(
@@ -57,7 +75,7 @@ fn s3(server: &str) -> Option<impl StoreFactory> {
             "s3://{bucket}/conformance-{}",
             uuid::Uuid::new_v4().simple()
         );
-        store::open(&url, &options).expect("open s3 store")
+        open(&url, &options).expect("open s3 store")
     })
 }
 
@@ -99,6 +117,7 @@ macro_rules! full_suite {
 full_suite!(in_memory, Some(memory()));
 full_suite!(temp_dir, Some(directory()));
 full_suite!(moto_s3, s3("S3"));
+full_suite!(moto_s3_rust_crypto, s3_rust_crypto("S3"));
 
 mod garage_s3 {
     use super::*;

@@ -93,6 +93,18 @@ pub enum Command {
         #[arg(long, env = "TRAINER_API_KEY", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Compose a component with the components it imports (wac plug): the build uses it to plug
+    /// the validator into the models function, so one self-contained .wasm runs on every host.
+    Compose {
+        /// The component whose imports are to be satisfied.
+        socket: PathBuf,
+        /// A component whose exports satisfy them; repeat for each.
+        #[arg(long = "plug", required = true)]
+        plugs: Vec<PathBuf>,
+        /// Where to write the composed component.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Validate artifact files against a manifest with the validator component (wit/validator.wit)
     /// under wasmtime: digest, size, signature, golden outputs.
     Validate {

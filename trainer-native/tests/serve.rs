@@ -16,7 +16,7 @@ fn components() -> Option<PathBuf> {
                 .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
             Path::new(&target).join("wasm32-wasip2/release")
         });
-    if dir.join("exposr_fn_models.wasm").is_file() {
+    if dir.join("exposr_fn_models_composed.wasm").is_file() {
         return Some(dir);
     }
     assert!(
@@ -46,18 +46,62 @@ impl Drop for Server {
     }
 }
 
-fn trainer(registry: &Path) -> Command {
+/// Where the served registry lives.
+enum Backend {
+    /// A temporary directory, mounted into the components.
+    Dir,
+    /// A fresh prefix in the moto S3 server, which the components reach over outbound HTTP.
+    S3,
+}
+
+/// The moto server's coordinates as AWS_* variables, if `scripts/test` started one.
+fn s3_env() -> Option<Vec<(String, String)>> {
+    let var = |name: &str| std::env::var(format!("EXPOSR_TEST_S3_{name}")).ok();
+    let Some(endpoint) = var("ENDPOINT") else {
+        assert!(
+            std::env::var("EXPOSR_REQUIRE_S3").is_err(),
+            "EXPOSR_TEST_S3_ENDPOINT is not set; run the tests with scripts/test"
+        );
+        eprintln!("skipped: no S3 server (run scripts/test)");
+        return None;
+    };
+    Some(vec![
+        ("AWS_ENDPOINT_URL".into(), endpoint),
+        ("AWS_ACCESS_KEY_ID".into(), var("ACCESS_KEY")?),
+        ("AWS_SECRET_ACCESS_KEY".into(), var("SECRET_KEY")?),
+        ("AWS_REGION".into(), var("REGION")?),
+    ])
+}
+
+fn trainer(registry: &str, env: &[(String, String)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_exposr-trainer"));
-    c.arg("--registry").arg(registry);
+    c.arg("--registry").arg(registry).envs(env.iter().cloned());
     c
 }
 
 fn start() -> Option<Server> {
+    start_on(Backend::Dir)
+}
+
+fn start_on(backend: Backend) -> Option<Server> {
     let components = components()?;
     let dir = tempfile::tempdir().unwrap();
-    let registry = dir.path().join("registry");
+    let (registry, env) = match backend {
+        Backend::Dir => (
+            dir.path().join("registry").to_str().unwrap().to_owned(),
+            Vec::new(),
+        ),
+        Backend::S3 => (
+            format!(
+                "s3://{}/serve-{}",
+                std::env::var("EXPOSR_TEST_S3_BUCKET").unwrap_or_default(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            s3_env()?,
+        ),
+    };
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
-    let out = trainer(&registry)
+    let out = trainer(&registry, &env)
         .args(["train", "--model", "iris", "--csv"])
         .arg(data.join("iris.csv"))
         .arg("--schema")
@@ -71,7 +115,7 @@ fn start() -> Option<Server> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut child = trainer(&registry)
+    let mut child = trainer(&registry, &env)
         .arg("serve")
         .arg("--manifest")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml"))
@@ -338,4 +382,331 @@ async fn authenticated_routes_enqueue_jobs_and_report_metrics() {
         assert_eq!(r.status(), status, "{code}");
         assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], code);
     }
+}
+
+/// The manifest of iris v1 as the API serves it.
+async fn manifest(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    http.get(format!("{base}/models/iris/versions/v1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn argmax(v: &[f64]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}
+
+#[tokio::test]
+async fn classify_reproduces_the_golden_outputs() {
+    let Some(server) = start() else { return };
+    let http = reqwest::Client::new();
+    let url = format!("{}/classify", server.base);
+    let m = manifest(&http, &server.base).await;
+    let labels: Vec<&str> = m["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    for (golden, int8) in [(&m["golden"], false), (&m["golden_int8"], true)] {
+        let cases = golden.as_array().unwrap();
+        assert!(!cases.is_empty(), "the manifest carries golden cases");
+        let rows: Vec<&serde_json::Value> = cases.iter().map(|c| &c["input"]).collect();
+        let r = http
+            .post(&url)
+            .json(&serde_json::json!({"model": "iris", "features": rows, "int8": int8}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["model_version"], "v1");
+        assert!(body["timings"]["inference_ms"].as_f64().unwrap() >= 0.0);
+        let predictions = body["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), cases.len());
+        for (case, p) in cases.iter().zip(predictions) {
+            let expected: Vec<f64> = case["expected"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let got: Vec<f64> = labels
+                .iter()
+                .map(|l| p["probabilities"][l].as_f64().unwrap())
+                .collect();
+            assert_eq!(p["label"], labels[argmax(&expected)], "int8={int8}");
+            if !int8 {
+                let diff = got
+                    .iter()
+                    .zip(&expected)
+                    .fold(0.0f64, |d, (a, b)| d.max((a - b).abs()));
+                assert!(diff <= 1e-5, "float outputs differ by {diff}");
+            }
+        }
+    }
+
+    // Named features, in any order, are put in the model's input order.
+    let names = m["features"]["feature_names"].as_array().unwrap();
+    let row = m["golden"][0]["input"].as_array().unwrap();
+    let named: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .rev()
+        .zip(row.iter().rev())
+        .map(|(n, v)| (n.as_str().unwrap().to_owned(), v.clone()))
+        .collect();
+    let by_name: serde_json::Value = http
+        .post(&url)
+        .json(&serde_json::json!({"model": "iris", "features": named}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected = m["golden"][0]["expected"].as_array().unwrap();
+    let best = argmax(
+        &expected
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(by_name["label"], labels[best], "{by_name}");
+
+    let cases = [
+        (http.post(&url).body("{not json"), 400, "bad_request"),
+        (
+            http.post(&url)
+                .json(&serde_json::json!({"model": "iris", "features": [1.0, 2.0]})),
+            400,
+            "bad_request",
+        ),
+        (
+            http.post(&url)
+                .json(&serde_json::json!({"model": "iris", "features": {"petal": 1.0}})),
+            400,
+            "bad_request",
+        ),
+        (
+            http.post(&url)
+                .json(&serde_json::json!({"model": "../etc", "features": [1.0]})),
+            400,
+            "invalid_name",
+        ),
+        (
+            http.post(&url)
+                .json(&serde_json::json!({"model": "nope", "features": [1.0]})),
+            404,
+            "model_not_found",
+        ),
+        (
+            http.post(&url).body(vec![b' '; 300 * 1024]),
+            413,
+            "body_too_large",
+        ),
+        (http.get(&url), 405, "method_not_allowed"),
+    ];
+    for (request, status, code) in cases {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), status, "{code}");
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], code);
+    }
+}
+
+#[tokio::test]
+async fn the_validator_refuses_tampered_and_truncated_artifacts() {
+    let Some(server) = start() else { return };
+    let http = reqwest::Client::new();
+    let validate = || {
+        http.post(format!("{}/models/iris/versions/v1/validate", server.base))
+            .send()
+    };
+    let report: serde_json::Value = validate().await.unwrap().json().await.unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let artifacts = report["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 2, "float and int8: {report}");
+    for a in artifacts {
+        assert!(a["golden_checked"].as_u64().unwrap() > 0, "{a}");
+        assert_eq!(a["signature_matches"], true);
+    }
+
+    let m = manifest(&http, &server.base).await;
+    let blob = |role: &str| {
+        let a = m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["role"] == role)
+            .unwrap();
+        let hex = a["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        server
+            .dir
+            .path()
+            .join(format!("registry/blobs/sha256/{hex}"))
+    };
+    // Truncate the float file; flip one byte of the int8 file.
+    let float = blob("onnx");
+    let bytes = std::fs::read(&float).unwrap();
+    std::fs::write(&float, &bytes[..bytes.len() / 2]).unwrap();
+    let int8 = blob("onnx_int8");
+    let mut bytes = std::fs::read(&int8).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&int8, &bytes).unwrap();
+
+    let report: serde_json::Value = validate().await.unwrap().json().await.unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    for a in report["artifacts"].as_array().unwrap() {
+        assert_eq!(a["ok"], false, "{a}");
+        assert_eq!(a["digest_matches"], false, "{a}");
+        assert!(!a["problems"].as_array().unwrap().is_empty(), "{a}");
+    }
+    // Classification never runs a model whose bytes fail their digest.
+    let r = http
+        .post(format!("{}/classify", server.base))
+        .json(&serde_json::json!({"model": "iris", "features": [5.1, 3.5, 1.4, 0.2]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "artifact_corrupt"
+    );
+    let missing = http
+        .post(format!("{}/models/iris/versions/v7/validate", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+/// schemathesis (a property-based API tester) against the running functions: every documented
+/// route, generated inputs both valid and invalid; no 5xx, and every response (status, content
+/// type, headers, body) matches `openapi.yaml`.
+#[test]
+fn the_running_api_matches_its_openapi_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tool = root.join(".venv/bin/schemathesis");
+    if !tool.exists() {
+        assert!(
+            std::env::var("EXPOSR_REQUIRE_PYTHON").is_err(),
+            "no .venv with schemathesis: run scripts/setup"
+        );
+        eprintln!("skipped: no .venv with schemathesis (run scripts/setup)");
+        return;
+    }
+    let Some(server) = start() else { return };
+    let out = Command::new(&tool)
+        .arg("run")
+        .arg(root.join("openapi.yaml"))
+        .args(["--url", &server.base])
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "20", "--seed", "7", "--workers", "1"])
+        .args(["--generation-database", "none", "--no-color"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .current_dir(server.dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(
+        text.contains("passed"),
+        "schemathesis ran no test case:\n{text}"
+    );
+}
+
+/// The same components over an S3 registry: they sign and send their own requests through the
+/// host's outbound HTTP (`wasi:http/outgoing-handler`), reading what the trainer published and
+/// writing job objects create-only.
+#[tokio::test]
+async fn components_serve_an_s3_registry_over_outbound_http() {
+    let Some(server) = start_on(Backend::S3) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", server.base);
+    let latest: serde_json::Value = http
+        .get(url("/models/latest?name=iris"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(latest["model_version"], "v1", "{latest}");
+    let bytes = http
+        .get(url(latest["download_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(latest["digest"], registry_digest(&bytes));
+    let report: serde_json::Value = http
+        .post(url("/models/iris/versions/v1/validate"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let classified: serde_json::Value = http
+        .post(url("/classify"))
+        .json(&serde_json::json!({"model": "iris", "features": [5.1, 3.5, 1.4, 0.2]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(classified["label"], "setosa", "{classified}");
+    let status: serde_json::Value = http
+        .get(url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status["last_train"].is_string(), "{status}");
+    let queued = http
+        .post(url("/train"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    let id = queued.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job: serde_json::Value = http
+        .get(url(&format!("/jobs/{id}")))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "queued", "{job}");
 }

@@ -1,10 +1,14 @@
-//! What every Exposr component needs: configuration from the environment, the registry it reads,
-//! JSON responses and problem documents with stable codes, and constant-time bearer auth.
+//! What every Exposr component needs: configuration from the environment, the registry it reads
+//! (a directory the host preopens, or S3 through the host's outbound HTTP), JSON responses and
+//! problem documents with stable codes, and constant-time bearer auth.
 //!
 //! Configuration comes from environment variables, which reach the same `.wasm` on Spin (the
 //! component's `environment` in `spin.toml`), on `wasmtime serve` (`--env`) and on the embedded
 //! host (`exposr-trainer serve`): a component that imported `spin:variables` would not load on
 //! plain WASI hosts.
+
+#[cfg(target_arch = "wasm32")]
+pub mod outbound;
 
 use std::sync::Arc;
 
@@ -15,14 +19,41 @@ use spin_sdk::http::{Request, Response};
 
 /// Environment variable naming the registry directory the host preopens.
 pub const REGISTRY_DIR: &str = "EXPOSR_REGISTRY_DIR";
+/// Environment variable with an S3 registry URL (`s3://bucket/prefix`); it wins over the
+/// directory. Credentials, region and endpoint come from the usual `AWS_*` variables.
+pub const REGISTRY_URL: &str = "EXPOSR_REGISTRY";
 /// Environment variable with the host's start time (RFC 3339), for `uptime`.
 pub const STARTED_AT: &str = "EXPOSR_STARTED_AT";
 
-/// The registry the host gives this component, read-only.
+/// The registry the host gives this component: S3 when `EXPOSR_REGISTRY` is an `s3://` URL,
+/// else the preopened directory. Components never publish; the jobs component only creates job
+/// objects, create-only.
 pub fn registry() -> anyhow::Result<Registry> {
+    if let Ok(url) = std::env::var(REGISTRY_URL)
+        && url.starts_with("s3://")
+    {
+        return Ok(Registry::read_only(s3(&url)?));
+    }
     let dir = std::env::var(REGISTRY_DIR).unwrap_or_else(|_| "/registry".to_owned());
     let store: Arc<dyn Store> = Arc::new(DirStore::open_existing(&dir)?);
     Ok(Registry::read_only(store))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn s3(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let options: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect();
+    Ok(registry::store::open_with_http(
+        url,
+        &options,
+        outbound::WasiHttp,
+    )?)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn s3(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!("{url}: S3 from this crate is for WebAssembly components")
 }
 
 /// The registry, or the 503 to answer when the host gave none (logged, not shown to the client).
@@ -63,6 +94,14 @@ pub fn registry_problem(err: &Error) -> Response {
         Error::AliasNotFound { .. } => problem(404, "alias_not_found", &err.to_string()),
         Error::BlobNotFound { .. } => problem(404, "blob_not_found", &err.to_string()),
         Error::InvalidName(e) => problem(400, "invalid_name", &e.to_string()),
+        Error::DigestMismatch { .. } => {
+            eprintln!("registry error: {err}");
+            problem(
+                500,
+                "artifact_corrupt",
+                "a stored artifact fails its digest check and is not served",
+            )
+        }
         other => {
             eprintln!("registry error: {other:?}");
             problem(

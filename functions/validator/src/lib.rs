@@ -1,7 +1,8 @@
 //! The validator component (`wit/validator.wit`): checks an artifact's digest and size against
 //! the manifest, loads it with tract, checks the signature, and reproduces the golden outputs.
 //! The trainer runs this same `.wasm` under wasmtime before it publishes, so nothing is published
-//! that the serving runtime would refuse.
+//! that the serving runtime would refuse; the models function is composed with it, and runs
+//! classifications through its `infer` interface, so serving and validation share one tract.
 
 // `generate!` and `export!` emit the canonical-ABI glue, which is `unsafe` code.
 #![allow(unsafe_code)]
@@ -12,6 +13,7 @@ use tract_onnx::prelude::*;
 
 wit_bindgen::generate!({ path: "../../wit", world: "validator" });
 
+use exports::exposr::validator::infer::{self, Outputs};
 use exports::exposr::validator::validate::{Guest, Report};
 
 /// Largest difference accepted between the float file's outputs and the golden ones.
@@ -62,16 +64,57 @@ impl Guest for Validator {
     }
 }
 
+impl infer::Guest for Validator {
+    fn run(model: Vec<u8>, width: u32, features: Vec<f32>) -> Result<Outputs, String> {
+        let width = width as usize;
+        if width == 0 || features.is_empty() || features.len() % width != 0 {
+            return Err(format!(
+                "{} values do not make whole rows of {width}",
+                features.len()
+            ));
+        }
+        let model = load(&model)?;
+        let (values, cols) = run_rows(&model, width, &features)?;
+        Ok(Outputs {
+            rows: (features.len() / width) as u32,
+            width: cols as u32,
+            values,
+        })
+    }
+}
+
+type Runnable = std::sync::Arc<TypedRunnableModel>;
+
+fn load(bytes: &[u8]) -> Result<Runnable, String> {
+    tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| format!("tract cannot load the model: {e}"))
+}
+
+/// Runs `data` (rows of `n_in`) and returns the first output row-major, with its width.
+fn run_rows(model: &Runnable, n_in: usize, data: &[f32]) -> Result<(Vec<f32>, usize), String> {
+    let rows = data.len() / n_in;
+    let input = Tensor::from_shape(&[rows, n_in], data).map_err(|e| e.to_string())?;
+    let out = model
+        .run(tvec!(input.into()))
+        .map_err(|e| format!("tract cannot run the model: {e}"))?;
+    let view = out[0]
+        .to_plain_array_view::<f32>()
+        .map_err(|e| e.to_string())?;
+    match view.shape() {
+        [r, cols] if *r == rows => Ok((view.iter().copied().collect(), *cols)),
+        other => Err(format!("output shape {other:?}, expected [{rows}, width]")),
+    }
+}
+
 fn width(shape: &[Option<u64>]) -> Option<usize> {
     shape.last().copied().flatten().map(|w| w as usize)
 }
 
 fn run(manifest: &Manifest, role: &str, bytes: &[u8], report: &mut Report) -> Result<(), String> {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| format!("tract cannot load the model: {e}"))?;
+    let model = load(bytes)?;
     let inputs = manifest
         .signature
         .inputs
@@ -101,28 +144,21 @@ fn run(manifest: &Manifest, role: &str, bytes: &[u8], report: &mut Report) -> Re
     if data.len() != rows.len() * n_in {
         return Err(format!("golden inputs do not all have {n_in} values"));
     }
-    let input = Tensor::from_shape(&[rows.len(), n_in], &data).map_err(|e| e.to_string())?;
-    let out = model
-        .run(tvec!(input.into()))
-        .map_err(|e| format!("tract cannot run the model: {e}"))?;
-    let view = out[0]
-        .to_plain_array_view::<f32>()
-        .map_err(|e| e.to_string())?;
-    if view.shape() != [rows.len(), n_out] {
+    let (values, cols) = run_rows(&model, n_in, &data)?;
+    if cols != n_out {
         return Err(format!(
-            "output shape {:?}, the signature says [batch, {n_out}]",
-            view.shape()
+            "output width {cols}, the signature says [batch, {n_out}]"
         ));
     }
     report.signature_matches = true;
     for (i, case) in cases.iter().enumerate() {
-        let got: Vec<f32> = (0..n_out).map(|j| view[[i, j]]).collect();
+        let got = &values[i * n_out..(i + 1) * n_out];
         let diff = got
             .iter()
             .zip(&case.expected)
             .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
         report.golden_max_abs_diff = report.golden_max_abs_diff.max(diff);
-        if argmax(&got) == argmax(&case.expected) {
+        if argmax(got) == argmax(&case.expected) {
             report.golden_argmax_agree += 1;
         }
         report.golden_checked += 1;

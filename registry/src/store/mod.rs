@@ -4,10 +4,11 @@
 //! put that fails if the key exists, and a put that succeeds only if the object still has the
 //! ETag we read. Backends: [`ObjectStoreBackend`] (in-memory and S3 through `object_store`) and
 //! [`DirStore`] (a local directory; `object_store`'s own local backend cannot compare-and-swap).
+//! [`open`] (native) and [`open_with_http`] (any target, the caller's HTTP client) pick one by URL.
 
+mod crypto;
 mod dir;
 mod object;
-#[cfg(not(target_arch = "wasm32"))]
 mod open;
 mod probe;
 
@@ -18,10 +19,12 @@ use bytes::Bytes;
 
 use crate::layout::Key;
 
+pub use crypto::RustCrypto;
 pub use dir::DirStore;
 pub use object::ObjectStoreBackend;
 #[cfg(not(target_arch = "wasm32"))]
-pub use open::{OpenError, open};
+pub use open::open;
+pub use open::{OpenError, open_with_http};
 pub use probe::{ConditionalWrites, probe};
 
 /// An opaque object version tag, as the store reports it.

@@ -1,12 +1,18 @@
 //! Opening a store from a URL: a local directory (the default), `memory://`, or `s3://bucket/prefix`.
+//!
+//! Natively [`open`] reaches S3 with `object_store`'s own HTTP client. [`open_with_http`] takes
+//! the HTTP client from the caller and signs with [`RustCrypto`]: that is how WebAssembly
+//! components reach S3 through their host's outbound HTTP, with the same layout and protocol.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::HttpConnector;
 use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, RetryConfig};
 
-use super::{DirStore, ObjectStoreBackend, Store};
+use super::{DirStore, ObjectStoreBackend, RustCrypto, Store};
 
 /// A store URL that cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +52,42 @@ pub enum OpenError {
 /// `AWS_ALLOW_HTTP`, …, in any case); names that are not S3 settings are ignored. An explicit
 /// `http://` endpoint allows plain HTTP (a local server). The caller reads them from wherever its
 /// configuration lives: this library never reads the environment.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn open(location: &str, options: &[(String, String)]) -> Result<Arc<dyn Store>, OpenError> {
+    open_url(location, options, |b| b)
+}
+
+/// Like [`open`], but S3 requests go through `http` and are signed by [`RustCrypto`], with no
+/// retries (a retry sleeps on a tokio timer, which a WebAssembly component does not have; the
+/// registry's own CAS loop retries conflicts).
+pub fn open_with_http(
+    location: &str,
+    options: &[(String, String)],
+    http: impl HttpConnector,
+) -> Result<Arc<dyn Store>, OpenError> {
+    open_url(location, options, |b| {
+        b.with_http_connector(http)
+            .with_crypto_provider(Arc::new(RustCrypto))
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 0,
+                retry_timeout: std::time::Duration::from_secs(30),
+            })
+    })
+}
+
+fn open_url(
+    location: &str,
+    options: &[(String, String)],
+    customize: impl FnOnce(AmazonS3Builder) -> AmazonS3Builder,
+) -> Result<Arc<dyn Store>, OpenError> {
     let Some((scheme, rest)) = location.split_once("://") else {
         return dir(location, location);
     };
     match scheme {
         "file" => dir(location, rest),
         "memory" => Ok(Arc::new(ObjectStoreBackend::in_memory())),
-        "s3" => s3(location, rest, options),
+        "s3" => s3(location, rest, options, customize),
         other => Err(OpenError::UnsupportedScheme {
             scheme: other.to_owned(),
         }),
@@ -75,7 +109,12 @@ fn dir(url: &str, path: &str) -> Result<Arc<dyn Store>, OpenError> {
         })
 }
 
-fn s3(url: &str, rest: &str, options: &[(String, String)]) -> Result<Arc<dyn Store>, OpenError> {
+fn s3(
+    url: &str,
+    rest: &str,
+    options: &[(String, String)],
+    customize: impl FnOnce(AmazonS3Builder) -> AmazonS3Builder,
+) -> Result<Arc<dyn Store>, OpenError> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let prefix = prefix.trim_matches('/');
     if bucket.is_empty() {
@@ -93,7 +132,7 @@ fn s3(url: &str, rest: &str, options: &[(String, String)]) -> Result<Arc<dyn Sto
             builder = builder.with_config(key, value);
         }
     }
-    let s3 = builder.build().map_err(|e| OpenError::Backend {
+    let s3 = customize(builder).build().map_err(|e| OpenError::Backend {
         url: url.to_owned(),
         source: e.into(),
     })?;

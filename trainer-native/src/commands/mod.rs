@@ -30,16 +30,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             token,
         } => {
-            let registry =
-                std::path::PathBuf::from(g.registry.strip_prefix("file://").unwrap_or(&g.registry));
-            anyhow::ensure!(
-                !g.registry.contains("://") || g.registry.starts_with("file://"),
-                "serve needs a local registry directory, not {}",
-                g.registry
-            );
-            let env = token
+            let mut env: Vec<(String, String)> = token
                 .map(|t| vec![("EXPOSR_API_TOKEN".to_owned(), t)])
                 .unwrap_or_default();
+            let registry = if g.registry.starts_with("s3://") {
+                // The components reach S3 themselves, through the host's outbound HTTP, with
+                // the same URL and AWS_* settings as this process.
+                env.push(("EXPOSR_REGISTRY".to_owned(), g.registry.clone()));
+                env.extend(std::env::vars().filter(|(k, _)| k.starts_with("AWS_")));
+                None
+            } else {
+                anyhow::ensure!(
+                    !g.registry.contains("://") || g.registry.starts_with("file://"),
+                    "serve needs a local registry directory or an s3:// URL, not {}",
+                    g.registry
+                );
+                Some(std::path::PathBuf::from(
+                    g.registry.strip_prefix("file://").unwrap_or(&g.registry),
+                ))
+            };
             let opts = crate::serve::Options {
                 manifest,
                 components,
@@ -53,6 +62,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _ = std::io::stdout().flush();
             })
             .await
+        }
+        Command::Compose { socket, plugs, out } => {
+            crate::serve::compose::compose_files(&socket, &plugs, &out)?;
+            println!("{}", out.display());
+            Ok(())
         }
         Command::Validate {
             manifest,

@@ -1,7 +1,9 @@
 //! `exposr-trainer serve`: the embedded host. Runs the project's WebAssembly components under
 //! wasmtime (WASIp2, wasi:http) on localhost, with the routes, environment and mounts of
-//! `spin.toml`, over the local registry directory: the whole system on one machine.
+//! `spin.toml`, over the local registry directory (the whole system on one machine), or over an
+//! S3 registry that the components reach through the host's outbound HTTP.
 
+pub mod compose;
 pub mod manifest;
 
 use std::collections::HashMap;
@@ -35,8 +37,9 @@ pub struct Options {
     pub manifest: PathBuf,
     /// Where the built `.wasm` files are (looked up by file name); default: next to the manifest.
     pub components: Option<PathBuf>,
-    /// The registry directory mounted where the manifest mounts `registry-data`.
-    pub registry: PathBuf,
+    /// The registry directory mounted where the manifest mounts `registry-data`; `None` when the
+    /// components reach an S3 registry themselves (`EXPOSR_REGISTRY` in `env`).
+    pub registry: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Extra environment for every component (e.g. the API token).
@@ -51,7 +54,7 @@ struct Loaded {
 struct Host {
     router: Router,
     components: HashMap<String, Loaded>,
-    registry: PathBuf,
+    registry: Option<PathBuf>,
     env: Vec<(String, String)>,
 }
 
@@ -132,8 +135,9 @@ pub async fn serve(opts: Options, on_ready: impl FnOnce(SocketAddr)) -> anyhow::
             },
         );
     }
-    std::fs::create_dir_all(&opts.registry)
-        .with_context(|| format!("creating {}", opts.registry.display()))?;
+    if let Some(dir) = &opts.registry {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let mut env = opts.env;
     env.push(("EXPOSR_STARTED_AT".into(), chrono::Utc::now().to_rfc3339()));
     let host = Arc::new(Host {
@@ -220,7 +224,7 @@ impl Host {
         }
         for mount in &loaded.spec.files {
             // The registry is the one directory components see; read-only.
-            if mount.source == "registry-data" {
+            if let (Some(registry), "registry-data") = (&self.registry, mount.source.as_str()) {
                 let writable = loaded
                     .spec
                     .environment
@@ -231,7 +235,7 @@ impl Host {
                 } else {
                     FsPerms::ReadOnly
                 };
-                wasi.preopened_dir(&self.registry, &mount.destination, perms)?;
+                wasi.preopened_dir(registry, &mount.destination, perms)?;
             }
         }
         let mut store = Store::new(
