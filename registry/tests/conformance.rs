@@ -27,7 +27,7 @@ fn directory() -> impl StoreFactory {
 
 /// A factory of fresh prefixes in the bucket of the S3 server `server`, if it is configured.
 fn s3(server: &str) -> Option<impl StoreFactory> {
-    s3_opened_by(server, |url, options| store::open(url, options))
+    s3_opened_by(server, store::open)
 }
 
 /// The same, through [`store::open_with_http`]: the caller's HTTP client and the pure-Rust

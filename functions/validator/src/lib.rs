@@ -67,7 +67,7 @@ impl Guest for Validator {
 impl infer::Guest for Validator {
     fn run(model: Vec<u8>, width: u32, features: Vec<f32>) -> Result<Outputs, String> {
         let width = width as usize;
-        if width == 0 || features.is_empty() || features.len() % width != 0 {
+        if width == 0 || features.is_empty() || !features.len().is_multiple_of(width) {
             return Err(format!(
                 "{} values do not make whole rows of {width}",
                 features.len()
