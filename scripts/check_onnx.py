@@ -14,7 +14,9 @@ import onnx
 import onnxruntime as ort
 
 FLOAT_TOLERANCE = 1e-5
-INT8_TOLERANCE = 0.05  # probabilities; onnxruntime may fuse QDQ into integer kernels
+# Probabilities. onnxruntime fuses QDQ into integer kernels whose rounding differs from tract's
+# (on AVX2 without VNNI its u8s8 kernels even saturate), so int8 outputs differ by a few 1e-3.
+INT8_TOLERANCE = 0.05
 
 
 def run(path: pathlib.Path, inputs: np.ndarray) -> np.ndarray:
@@ -38,9 +40,19 @@ def check(folder: pathlib.Path) -> str:
         agree = ours.argmax(axis=1) == tract.argmax(axis=1)
         if kind == "float" and diff > FLOAT_TOLERANCE:
             sys.exit(f"{folder / file}: onnxruntime and tract differ by {diff:.3g} (> {FLOAT_TOLERANCE})")
-        if kind == "int8" and (not agree.all() or diff > INT8_TOLERANCE):
-            rows = np.nonzero(~agree)[0].tolist()
-            sys.exit(f"{folder / file}: onnxruntime and tract disagree (max diff {diff:.3g}, rows {rows})")
+        if kind == "int8":
+            # A row may pick another class only when it is a near-tie: tract's margin between
+            # its class and onnxruntime's is within what the two runtimes' outputs differ by.
+            rows = np.nonzero(~agree)[0]
+            margins = tract[rows, tract.argmax(axis=1)[rows]] - tract[rows, ours.argmax(axis=1)[rows]]
+            row_diff = np.max(np.abs(ours - tract), axis=1)[rows]
+            if diff > INT8_TOLERANCE or np.any(margins > 2 * row_diff):
+                sys.exit(f"{folder / file}: onnxruntime and tract disagree (max diff {diff:.3g}, "
+                         f"rows {rows.tolist()}, tract margins {margins.tolist()})")
+            if len(rows):
+                lines.append(f"{file}: checker ok, onnxruntime vs tract max |diff| {diff:.2e} on {len(inputs)} rows, "
+                             f"argmax agree but for {len(rows)} near-tie row(s) (margin <= {margins.max():.2e})")
+                continue
         lines.append(f"{file}: checker ok, onnxruntime vs tract max |diff| {diff:.2e} on {len(inputs)} rows, argmax agree")
     return f"{folder}: " + "; ".join(lines)
 
