@@ -253,6 +253,20 @@ impl Registry {
         Ok(object.bytes)
     }
 
+    /// A URL through which a consumer may download the blob `digest` directly from the store
+    /// for `expires_in` (presigned S3); `None` when the store cannot presign one. Consumers check
+    /// what they download against the digest.
+    pub async fn download_url(
+        &self,
+        digest: &Digest,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, Error> {
+        Ok(self
+            .store
+            .presigned_get(&layout::blob(digest), expires_in)
+            .await?)
+    }
+
     /// Reads every artifact of a version and checks its size and digest.
     pub async fn verify(&self, name: &ModelName, version: &Version) -> Result<VerifyReport, Error> {
         let manifest = self.manifest(name, version).await?;

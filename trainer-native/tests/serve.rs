@@ -656,8 +656,15 @@ async fn components_serve_an_s3_registry_over_outbound_http() {
         .await
         .unwrap();
     assert_eq!(latest["model_version"], "v1", "{latest}");
+    let download = latest["download_url"].as_str().unwrap();
+    assert!(
+        download.starts_with(&std::env::var("EXPOSR_TEST_S3_ENDPOINT").unwrap())
+            && download.contains("X-Amz-Signature="),
+        "a presigned S3 URL: {download}"
+    );
+    // Straight from the store, no credentials: the presigned URL carries the authorization.
     let bytes = http
-        .get(url(latest["download_url"].as_str().unwrap()))
+        .get(download)
         .send()
         .await
         .unwrap()

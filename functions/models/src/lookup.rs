@@ -9,6 +9,9 @@ use spin_sdk::http::{Request, Response};
 /// The model `/models/latest` (and `/classify`) use when the request does not name one.
 pub const DEFAULT_MODEL: &str = "EXPOSR_DEFAULT_MODEL";
 
+/// How long a presigned download URL stays valid.
+const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 pub async fn list(reg: &Registry) -> Result<Response, registry::Error> {
     let mut out = Vec::new();
     for name in reg.models().await? {
@@ -95,12 +98,23 @@ pub async fn latest(reg: &Registry, req: &Request) -> Result<Response, registry:
     };
     let m = current(reg, &name).await?;
     let onnx = m.artifact("onnx").or_else(|| m.artifacts.first());
+    // Straight from S3 when the store can presign; else through the artifact route.
+    let download_url = match onnx {
+        Some(a) => match reg.download_url(&a.digest, PRESIGNED_FOR).await? {
+            Some(url) => Some(url),
+            None => Some(format!(
+                "/models/{}/versions/{}/artifacts/{}",
+                m.name, m.version, a.role
+            )),
+        },
+        None => None,
+    };
     let body = json!({
         "model": m.name,
         "model_version": m.version,
         "timestamp": m.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "metrics": m.metrics,
-        "download_url": onnx.map(|a| format!("/models/{}/versions/{}/artifacts/{}", m.name, m.version, a.role)),
+        "download_url": download_url,
         "digest": onnx.map(|a| a.digest),
         "manifest_url": format!("/models/{}/versions/{}", m.name, m.version),
     });

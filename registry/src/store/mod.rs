@@ -131,4 +131,14 @@ pub trait Store: fmt::Debug + Send + Sync {
 
     /// Where the store lives, for messages (never includes credentials).
     fn describe(&self) -> String;
+
+    /// A URL through which anyone may GET `key` for `expires_in`, for stores that can presign
+    /// one (S3); `None` for the others, whose bytes are served through the API.
+    async fn presigned_get(
+        &self,
+        _key: &Key,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
 }

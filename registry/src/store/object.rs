@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload, UpdateVersion};
 
 use super::{ETag, Object, PutMode, Store, StoreError};
@@ -16,6 +17,8 @@ use crate::layout::Key;
 pub struct ObjectStoreBackend {
     inner: Arc<dyn ObjectStore>,
     label: String,
+    /// Presigns GETs, with the prefix `inner` adds to keys (S3 only).
+    signer: Option<(Arc<dyn Signer>, String)>,
 }
 
 impl ObjectStoreBackend {
@@ -24,7 +27,15 @@ impl ObjectStoreBackend {
         Self {
             inner,
             label: label.into(),
+            signer: None,
         }
+    }
+
+    /// Lets [`Store::presigned_get`] answer: `signer` signs the unprefixed bucket's keys, and
+    /// `prefix` is what `inner` puts before every key.
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>, prefix: impl Into<String>) -> Self {
+        self.signer = Some((signer, prefix.into()));
+        self
     }
 
     /// A fresh, empty in-memory store (tests, dry runs).
@@ -120,5 +131,26 @@ impl Store for ObjectStoreBackend {
 
     fn describe(&self) -> String {
         self.label.clone()
+    }
+
+    async fn presigned_get(
+        &self,
+        key: &Key,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let Some((signer, prefix)) = &self.signer else {
+            return Ok(None);
+        };
+        let full = if prefix.is_empty() {
+            key.as_str().to_owned()
+        } else {
+            format!("{prefix}/{}", key.as_str())
+        };
+        let location = Path::parse(&full).map_err(|e| StoreError::backend("presign", key, e))?;
+        let url = signer
+            .signed_url(object_store::signer::Method::GET, &location, expires_in)
+            .await
+            .map_err(|e| StoreError::backend("presign", key, e))?;
+        Ok(Some(url.to_string()))
     }
 }

@@ -137,12 +137,15 @@ fn s3(
         source: e.into(),
     })?;
     let label = format!("s3://{bucket}/{prefix}");
+    let s3 = Arc::new(s3);
     let store: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
-        Arc::new(s3)
+        s3.clone()
     } else {
-        Arc::new(PrefixStore::new(s3, prefix))
+        Arc::new(PrefixStore::new(s3.clone(), prefix))
     };
-    Ok(Arc::new(ObjectStoreBackend::new(store, label)))
+    Ok(Arc::new(
+        ObjectStoreBackend::new(store, label).with_signer(s3, prefix),
+    ))
 }
 
 #[cfg(test)]
