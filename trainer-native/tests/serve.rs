@@ -33,6 +33,17 @@ fn components() -> Option<PathBuf> {
 
 const TOKEN: &str = "test-token-7f3a";
 
+/// Sends a request whose JSON answer the test reads.
+trait SendJson {
+    async fn send_json(self) -> serde_json::Value;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn send_json(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 struct Server {
     child: Child,
     base: String,
@@ -301,12 +312,8 @@ async fn authenticated_routes_enqueue_jobs_and_report_metrics() {
     let metrics: serde_json::Value = http
         .get(url("/metrics"))
         .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(metrics["models_trained"], 1);
     assert!(
         metrics["validation_accuracy"].as_f64().unwrap() > 0.9,
@@ -340,12 +347,8 @@ async fn authenticated_routes_enqueue_jobs_and_report_metrics() {
     let job: serde_json::Value = http
         .get(url(&format!("/jobs/{id}")))
         .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(
         (job["state"].as_str(), job["kind"].as_str()),
         (Some("queued"), Some("train"))
@@ -392,12 +395,8 @@ async fn authenticated_routes_enqueue_jobs_and_report_metrics() {
 /// The manifest of iris v1 as the API serves it.
 async fn manifest(http: &reqwest::Client, base: &str) -> serde_json::Value {
     http.get(format!("{base}/models/iris/versions/v1"))
-        .send()
+        .send_json()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 fn argmax(v: &[f64]) -> usize {
@@ -466,12 +465,8 @@ async fn classify_reproduces_the_golden_outputs() {
     let by_name: serde_json::Value = http
         .post(&url)
         .json(&serde_json::json!({"model": "iris", "features": named}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let expected = m["golden"][0]["expected"].as_array().unwrap();
     let best = argmax(
         &expected
@@ -647,14 +642,7 @@ async fn components_serve_an_s3_registry_over_outbound_http() {
     };
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", server.base);
-    let latest: serde_json::Value = http
-        .get(url("/models/latest?name=iris"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let latest: serde_json::Value = http.get(url("/models/latest?name=iris")).send_json().await;
     assert_eq!(latest["model_version"], "v1", "{latest}");
     let download = latest["download_url"].as_str().unwrap();
     assert!(
@@ -674,31 +662,16 @@ async fn components_serve_an_s3_registry_over_outbound_http() {
     assert_eq!(latest["digest"], registry_digest(&bytes));
     let report: serde_json::Value = http
         .post(url("/models/iris/versions/v1/validate"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(report["ok"], true, "{report}");
     let classified: serde_json::Value = http
         .post(url("/classify"))
         .json(&serde_json::json!({"model": "iris", "features": [5.1, 3.5, 1.4, 0.2]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(classified["label"], "setosa", "{classified}");
-    let status: serde_json::Value = http
-        .get(url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = http.get(url("/status")).send_json().await;
     assert!(status["last_train"].is_string(), "{status}");
     let queued = http
         .post(url("/train"))
@@ -714,12 +687,8 @@ async fn components_serve_an_s3_registry_over_outbound_http() {
     let job: serde_json::Value = http
         .get(url(&format!("/jobs/{id}")))
         .header("authorization", format!("Bearer {TOKEN}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(job["state"], "queued", "{job}");
 }
 
@@ -815,12 +784,8 @@ async fn the_same_components_run_under_wasmtime_serve() {
     let status = wasmtime_serve(&components.join("exposr_fn_status.wasm"), &args(&[])).await;
     let body: serde_json::Value = http
         .get(format!("{}/status", status.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert!(body["last_train"].is_string(), "{body}");
 
     let models = wasmtime_serve(
@@ -830,31 +795,19 @@ async fn the_same_components_run_under_wasmtime_serve() {
     .await;
     let latest: serde_json::Value = http
         .get(format!("{}/models/latest?name=iris", models.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(latest["model_version"], "v1", "{latest}");
     let classified: serde_json::Value = http
         .post(format!("{}/classify", models.base))
         .json(&serde_json::json!({"model": "iris", "features": [5.1, 3.5, 1.4, 0.2]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(classified["label"], "setosa", "{classified}");
     let report: serde_json::Value = http
         .post(format!("{}/models/iris/versions/v1/validate", models.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(report["ok"], true, "{report}");
 
     let token = format!("EXPOSR_API_TOKEN={TOKEN}");
