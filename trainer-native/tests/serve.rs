@@ -452,17 +452,7 @@ async fn components_serve_an_s3_registry_over_outbound_http() {
     assert_eq!(classified["label"], "setosa", "{classified}");
     let status: serde_json::Value = http.get(url("/status")).send_json().await;
     assert!(status["last_train"].is_string(), "{status}");
-    let queued = http
-        .post(url("/train"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(queued.status(), 202);
-    let id = queued.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = enqueue_train(&http, &server.base).await;
     let job: serde_json::Value = http
         .get(url(&format!("/jobs/{id}")))
         .header("authorization", format!("Bearer {TOKEN}"))

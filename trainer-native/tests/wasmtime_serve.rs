@@ -138,17 +138,7 @@ async fn the_same_components_run_under_wasmtime_serve() {
         .await
         .unwrap();
     assert_eq!(unauthorized.status(), 401);
-    let queued = http
-        .post(format!("{}/train", jobs.base))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(queued.status(), 202);
-    let id = queued.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = enqueue_train(&http, &jobs.base).await;
     assert!(
         registry.join(format!("jobs/{id}.json")).is_file(),
         "the job was written through the preopened directory"

@@ -185,3 +185,18 @@ pub async fn manifest(http: &reqwest::Client, base: &str) -> serde_json::Value {
 pub fn argmax(v: &[f64]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
+
+/// `POST /train` with the test token at `base`; asserts 202 and returns the job id.
+pub async fn enqueue_train(http: &reqwest::Client, base: &str) -> String {
+    let queued = http
+        .post(format!("{base}/train"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    queued.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
