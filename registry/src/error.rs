@@ -108,6 +108,14 @@ pub enum Error {
         /// What the probe saw.
         detail: String,
     },
+    /// A worker's hold on a job ended: another worker took it over, or it was finished.
+    #[error("lost the lease on job {job}: {detail}")]
+    LeaseLost {
+        /// The job.
+        job: uuid::Uuid,
+        /// What was found instead.
+        detail: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

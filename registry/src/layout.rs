@@ -86,6 +86,46 @@ pub fn job(id: &uuid::Uuid) -> Key {
     Key(format!("jobs/{}.json", id.as_hyphenated()))
 }
 
+/// Folder of the markers of jobs not yet finished, so that a worker lists only those.
+pub const PENDING_JOBS: &str = "jobs/pending/";
+
+/// `jobs/pending/<id>`: an empty marker that exists while job `id` is queued or running.
+pub fn pending_job(id: &uuid::Uuid) -> Key {
+    Key(format!("{PENDING_JOBS}{}", id.as_hyphenated()))
+}
+
+/// The job a pending marker stands for.
+pub fn job_of_pending_key(key: &Key) -> Option<uuid::Uuid> {
+    uuid::Uuid::try_parse(key.as_str().strip_prefix(PENDING_JOBS)?).ok()
+}
+
+/// `schedule.json`: what the workers enqueue on their own, and how often.
+pub fn schedule() -> Key {
+    Key("schedule.json".to_owned())
+}
+
+/// Folder of a model's performance history: one object per training run.
+pub fn history_prefix(name: &ModelName) -> String {
+    format!("{MODELS}{name}/history/")
+}
+
+/// `models/<name>/history/<run-id>.json`.
+pub fn history_entry(name: &ModelName, run_id: &str) -> Result<Key, NameError> {
+    let run = Version::new(run_id)?;
+    Ok(Key(format!("{}{run}.json", history_prefix(name))))
+}
+
+/// Folder of a dataset's snapshots.
+pub fn snapshots_prefix(dataset: &DatasetName) -> String {
+    format!("datasets/{dataset}/snapshots/")
+}
+
+/// `datasets/<dataset>/snapshots/<id>.json`.
+pub fn snapshot(dataset: &DatasetName, id: &str) -> Result<Key, NameError> {
+    let id = Version::new(id)?;
+    Ok(Key(format!("{}{id}.json", snapshots_prefix(dataset))))
+}
+
 /// `runs/<run-id>/<rest>`, where every segment is checked like a version string.
 pub fn run_object(run_id: &str, rest: &[&str]) -> Result<Key, NameError> {
     segments(format!("runs/{}", Version::new(run_id)?), rest)
@@ -131,6 +171,22 @@ mod tests {
         assert_eq!(
             job(&id).as_str(),
             "jobs/00000000-0000-0000-0000-000000000000.json"
+        );
+        assert_eq!(
+            pending_job(&id).as_str(),
+            "jobs/pending/00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(job_of_pending_key(&pending_job(&id)), Some(id));
+        assert_eq!(job_of_pending_key(&job(&id)), None);
+        assert_eq!(
+            history_entry(&name, "run_1").unwrap().as_str(),
+            "models/detector/history/run_1.json"
+        );
+        assert!(history_entry(&name, "../x").is_err());
+        let ds = DatasetName::new("iris").unwrap();
+        assert_eq!(
+            snapshot(&ds, "20261126T000000Z-ab").unwrap().as_str(),
+            "datasets/iris/snapshots/20261126T000000Z-ab.json"
         );
     }
 

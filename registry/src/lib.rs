@@ -9,8 +9,10 @@
 //!
 //! It knows nothing of Spin, HTTP or the CLI, and builds for `wasm32-wasip2`.
 
+pub mod datasets;
 pub mod digest;
 mod error;
+pub mod history;
 pub mod index;
 pub mod jobs;
 pub mod layout;
@@ -18,6 +20,7 @@ pub mod manifest;
 pub mod names;
 mod registry;
 pub mod render;
+pub mod schedule;
 pub mod store;
 pub mod users;
 

@@ -327,18 +327,8 @@ impl Registry {
             };
         }
 
-        let puts = blobs.iter().map(|(digest, bytes)| async move {
-            match self
-                .store
-                .put(&layout::blob(digest), bytes.clone(), PutMode::Create)
-                .await
-            {
-                // Content-addressed: whoever wrote it first wrote the same bytes.
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
-                Err(e) => Err(e),
-            }
-        });
-        futures::future::try_join_all(puts).await?;
+        self.put_blobs(blobs.iter().map(|(d, b)| (*d, b.clone())))
+            .await?;
 
         let manifest_bytes = match version {
             VersionChoice::Exact(_) => self.create_manifest(&manifest).await?,
@@ -404,6 +394,26 @@ impl Registry {
         .await?;
         tracing::info!(model = %name, %alias, %version, "promoted");
         Ok(previous)
+    }
+
+    /// Writes content-addressed blobs create-only, concurrently; a blob that exists is fine.
+    pub(crate) async fn put_blobs(
+        &self,
+        blobs: impl IntoIterator<Item = (Digest, Bytes)>,
+    ) -> Result<(), Error> {
+        let puts = blobs.into_iter().map(|(digest, bytes)| async move {
+            match self
+                .store
+                .put(&layout::blob(&digest), bytes, PutMode::Create)
+                .await
+            {
+                // Content-addressed: whoever wrote it first wrote the same bytes.
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
+        futures::future::try_join_all(puts).await?;
+        Ok(())
     }
 
     /// Writes the manifest create-only. Returns its bytes if it is now stored (written by us, or
@@ -523,7 +533,7 @@ fn match_blobs(manifest: &Manifest, blobs: &[Bytes]) -> Result<BTreeMap<Digest, 
     Ok(matched)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(key: &Key, bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(key: &Key, bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
         key: key.clone(),
         reason: e.to_string(),
