@@ -421,6 +421,87 @@ pub async fn concurrent_publishers_lose_nothing(
     }
 }
 
+/// `workers` concurrent claimers over `jobs` queued jobs: every job is claimed and completed
+/// exactly once, and `workers` schedulers racing on one period enqueue one job.
+pub async fn concurrent_workers_claim_each_job_once(
+    make: &dyn StoreFactory,
+    workers: usize,
+    jobs: usize,
+) {
+    use crate::jobs::{ClaimOptions, ClaimStats, JobKind, JobState};
+    use crate::schedule::Schedule;
+
+    let store = make();
+    let reg = writer(store.clone()).await;
+    let mut queued = BTreeSet::new();
+    for i in 0..jobs {
+        let params = [("n".to_owned(), serde_json::json!(i))].into();
+        queued.insert(
+            reg.enqueue(JobKind::Scrape, params, "test")
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
+            let opts = ClaimOptions {
+                owner: format!("w{w}"),
+                lease: std::time::Duration::from_secs(300),
+                max_attempts: 3,
+            };
+            let mut stats = ClaimStats::default();
+            let mut ran = Vec::new();
+            while let Some(claimed) = reg.claim_next(&opts, &mut stats).await.unwrap() {
+                ran.push(claimed.job.id);
+                reg.complete(claimed, serde_json::json!({ "by": w }))
+                    .await
+                    .unwrap();
+            }
+            ran
+        }));
+    }
+    let mut ran = Vec::new();
+    for task in tasks {
+        ran.extend(task.await.expect("worker task"));
+    }
+    assert_eq!(ran.len(), jobs, "jobs run, counting repeats");
+    let distinct: BTreeSet<_> = ran.iter().copied().collect();
+    assert_eq!(distinct, queued, "every job ran, none twice");
+    for id in &queued {
+        let job = reg.job(id).await.unwrap().unwrap();
+        assert_eq!(job.attempts, 1, "{id} claimed once");
+        assert!(matches!(job.state, JobState::Done { .. }), "{id}: {job:?}");
+    }
+    assert!(reg.pending_jobs().await.unwrap().is_empty());
+
+    let schedule = Schedule::defaults();
+    let now = chrono::Utc::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (reg, schedule) = (reg.clone(), schedule.clone());
+        tasks.push(tokio::spawn(async move {
+            reg.enqueue_due(&schedule, now).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        created += task
+            .await
+            .expect("scheduler task")
+            .iter()
+            .filter(|d| d.enqueued.is_some())
+            .count();
+    }
+    assert_eq!(created, schedule.entries.len(), "one job per entry");
+    assert_eq!(
+        reg.pending_jobs().await.unwrap().len(),
+        schedule.entries.len()
+    );
+}
+
 /// A blob whose bytes do not match its digest is refused on read, and `verify` reports it.
 pub async fn tampered_blob_is_refused(make: &dyn StoreFactory) {
     let store = make();

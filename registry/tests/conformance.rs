@@ -110,6 +110,7 @@ macro_rules! full_suite {
             check!($factory, tampered_blob_is_refused);
             check!($factory, a_fault_at_any_call_leaves_no_half_version);
             check!($factory, user_lookup_falls_back_to_the_default);
+            check!($factory, concurrent_workers_claim_each_job_once, 8, 40);
         }
     };
 }

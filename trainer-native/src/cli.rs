@@ -163,6 +163,59 @@ pub enum Command {
         #[arg(default_value = "latest")]
         reference: String,
     },
+    /// Run jobs: enqueue what the schedule kept in the registry says is due, then claim queued
+    /// scrape and train jobs (a lease on each, renewed while it runs) and run them. Safe to kill
+    /// at any moment; run it from cron, a Kubernetes CronJob or a systemd timer.
+    Worker(Box<WorkerArgs>),
+    /// Check a CSV dataset against its schema and store a snapshot of it in the registry
+    /// (unless unchanged), for scheduled training.
+    Ingest {
+        /// Dataset name in the registry (a path-safe slug).
+        #[arg(long)]
+        dataset: String,
+        /// The CSV file.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Its schema.json.
+        #[arg(long)]
+        schema: PathBuf,
+    },
+    /// Queue a job, as POST /scrape and POST /train do.
+    Enqueue {
+        /// What the job does.
+        #[arg(value_enum)]
+        kind: JobKindArg,
+        /// A parameter as KEY=VALUE (VALUE is JSON, or else a string); repeat for each.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// List jobs not yet finished, or show one job.
+    Jobs {
+        /// A job id.
+        id: Option<uuid::Uuid>,
+    },
+    /// Show the schedule kept in the registry, or change it.
+    Schedule {
+        /// Enqueue a scrape this often (e.g. 12h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        scrape_every: Option<std::time::Duration>,
+        /// Enqueue a training run this often (e.g. 7days).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        train_every: Option<std::time::Duration>,
+        /// Parameters of scheduled train jobs, as KEY=VALUE (see `enqueue`).
+        #[arg(long = "train-param", value_name = "KEY=VALUE")]
+        train_params: Vec<String>,
+    },
+    /// A model's performance history: every training run with its dataset snapshot, metrics and
+    /// decision (promoted, kept, skipped, failed), oldest first.
+    #[command(visible_alias = "report")]
+    History {
+        /// Model name (default: every model).
+        model: Option<String>,
+        /// Show only the last N runs of each model.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Publish artifact files with a manifest. The manifest is JSON in the registry's format;
     /// `artifacts`, `version`, `created_at` and `schema_version` may be left out and are filled in
     /// from the files given and the registry.
@@ -280,4 +333,55 @@ pub enum ShowFormat {
     RegistryEntry,
     /// CrowdMind's meta.json.
     Meta,
+}
+
+/// Job kinds on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobKindArg {
+    /// Collect data from the configured sources.
+    Scrape,
+    /// Train on the newest snapshots, through the quality gate.
+    Train,
+}
+
+/// Options of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Run what is claimable now, then exit (for cron and Kubernetes CronJobs).
+    #[arg(long)]
+    pub once: bool,
+    /// How long to sleep when the queue is empty (without --once).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// How long a claim holds a job; renewed every third of it while the job runs. A killed
+    /// worker's job is taken over this long after its last renewal.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "EXPOSR_LEASE")]
+    pub lease: std::time::Duration,
+    /// Attempts a job gets before it is failed with its last error.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Wait before the first retry of a failed job; doubled for each further attempt.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub retry_after: std::time::Duration,
+    /// Stop after this many jobs.
+    #[arg(long)]
+    pub max_jobs: Option<usize>,
+    /// Do not enqueue scheduled jobs; only run queued ones.
+    #[arg(long)]
+    pub no_schedule: bool,
+    /// Scrape period for a registry that has no schedule yet (seed 001's variable).
+    #[arg(long, env = "SCRAPE_EVERY_HOURS")]
+    pub scrape_every_hours: Option<f64>,
+    /// Training period for a registry that has no schedule yet (seed 001's variable).
+    #[arg(long, env = "TRAIN_EVERY_DAYS")]
+    pub train_every_days: Option<f64>,
+    /// The sources config for scrape jobs (seed 001's config/sources.yaml shape).
+    #[arg(long, env = "EXPOSR_SOURCES", default_value = "config/sources.yaml")]
+    pub sources: PathBuf,
+    /// Where local run folders go.
+    #[arg(long, default_value = "runs", env = "EXPOSR_RUNS_DIR")]
+    pub runs_dir: PathBuf,
+    /// This worker's name in job leases (default: host name and process id).
+    #[arg(long, env = "EXPOSR_WORKER_ID")]
+    pub id: Option<String>,
 }

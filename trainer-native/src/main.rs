@@ -1,6 +1,7 @@
 //! `exposr-trainer`: the operator CLI. Thin: parse, run one command, print the error chain, exit.
 
 mod cli;
+mod collect;
 mod commands;
 mod dataset;
 mod export;
@@ -11,6 +12,7 @@ mod registry_opts;
 mod serve;
 mod train;
 mod validator;
+mod worker;
 
 use std::process::ExitCode;
 

@@ -12,6 +12,7 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use registry::history::{Decision, HistoryEntry};
 use registry::manifest::{
     Artifact, DatasetLineage, FeaturePipeline, GateDecision, GoldenCase, Metrics, ModelInfo,
     Preprocessing, SCHEMA_VERSION, Signature, TensorSpec, TrainingRecord,
@@ -52,6 +53,10 @@ pub struct Request<'a> {
     pub tags: BTreeMap<String, String>,
     /// Feature pipeline (name, version).
     pub pipeline: (&'static str, u32),
+    /// The registry snapshot the data came from, if it did (lineage and history).
+    pub snapshot: Option<registry::Digest>,
+    /// The worker job running this, if one is.
+    pub job: Option<uuid::Uuid>,
 }
 
 /// Everything a run produced, for the summary and for callers.
@@ -438,6 +443,28 @@ pub async fn train_and_publish(
         "record.json",
         &serde_json::to_vec_pretty(&record)?,
     )?;
+    let decision = if summary.gate.promoted {
+        Decision::Promoted
+    } else {
+        Decision::Kept
+    };
+    reg.append_history(&HistoryEntry {
+        run_id,
+        at: Utc::now(),
+        model: req.name.clone(),
+        version: summary.version.clone(),
+        dataset: Some(req.dataset_id.clone()),
+        snapshot: Some(req.snapshot.unwrap_or(data.digest)),
+        accuracy: Some(summary.test_accuracy),
+        f1_macro: Some(summary.f1_macro),
+        roc_auc: summary.roc_auc,
+        int8_accuracy: Some(summary.int8_accuracy),
+        decision,
+        reason: summary.gate.reason.clone(),
+        job: req.job,
+    })
+    .await
+    .context("appending to the performance history")?;
     Ok(summary)
 }
 
@@ -550,7 +577,7 @@ fn build_manifest(
         },
         dataset: DatasetLineage {
             id: Some(req.dataset_id.clone()),
-            snapshot: Some(req.data.digest),
+            snapshot: Some(req.snapshot.unwrap_or(req.data.digest)),
             test_split: Some(outcome.split.test_digest(&req.data.digest)),
             size: req.data.len() as u64,
             train_size: outcome.split.train.len() as u64,

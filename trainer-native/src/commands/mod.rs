@@ -1,5 +1,6 @@
 //! One module per group of commands; `run` dispatches.
 
+mod jobs;
 mod registry_ops;
 mod train;
 
@@ -85,6 +86,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             alias,
         } => registry_ops::promote(g, &name, &version, &alias).await,
         Command::Verify { name, reference } => registry_ops::verify(g, &name, &reference).await,
+        Command::Worker(args) => jobs::worker(g, &args).await,
+        Command::Ingest {
+            dataset,
+            csv,
+            schema,
+        } => jobs::ingest(g, &dataset, &csv, &schema).await,
+        Command::Enqueue { kind, params } => jobs::enqueue(g, kind, &params).await,
+        Command::Jobs { id } => jobs::jobs(g, id).await,
+        Command::Schedule {
+            scrape_every,
+            train_every,
+            train_params,
+        } => jobs::schedule(g, scrape_every, train_every, &train_params).await,
+        Command::History { model, limit } => jobs::history(g, model.as_deref(), limit).await,
         Command::Publish {
             manifest,
             artifacts,

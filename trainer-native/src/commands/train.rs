@@ -181,6 +181,8 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         force: args.force,
         tags,
         pipeline,
+        snapshot: None,
+        job: None,
     };
     let summary = pipeline::train_and_publish(&reg, request, &mut bars).await?;
     if let Some(bar) = &bars.epochs {

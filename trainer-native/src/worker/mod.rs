@@ -1,0 +1,361 @@
+//! `exposr-trainer worker`: enqueue what the schedule says is due, then claim and run queued jobs.
+//!
+//! A job runs on a thread of its own (training is CPU work) while this task renews its lease every
+//! third of the lease. If a renewal finds the job taken over (the lease expired, e.g. after a long
+//! pause), the run is cancelled at its next I/O, before it writes anything further. A worker killed
+//! at any moment leaves at most a job whose lease expires and which another worker then takes
+//! over; SIGTERM or Ctrl-C hands the job back at once. Every attempt writes its log and result to
+//! `runs/job-<id>-<attempt>/job.json` in the registry (and the local runs folder).
+
+mod retrain;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use registry::Registry;
+use registry::jobs::{ClaimOptions, ClaimStats, Claimed, Job, JobKind, JobState};
+use registry::schedule::Schedule;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+
+use crate::collect::{self, SourcesConfig};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Claim options: owner name, lease, attempts.
+    pub claim: ClaimOptions,
+    /// Sleep between polls of an empty queue.
+    pub poll: Duration,
+    /// Stop when the queue has nothing claimable.
+    pub once: bool,
+    /// Stop after this many jobs.
+    pub max_jobs: Option<usize>,
+    /// Delay before the first retry of a failed job; doubled for each further attempt.
+    pub retry_after: Duration,
+    /// Enqueue scheduled jobs that are due.
+    pub schedule: bool,
+    /// The schedule to write if the registry has none.
+    pub default_schedule: Schedule,
+    /// `config/sources.yaml`, for scrape jobs.
+    pub sources: Option<PathBuf>,
+    /// Local run folders.
+    pub runs_dir: PathBuf,
+}
+
+/// What a worker run did.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    /// Scheduled jobs this worker enqueued.
+    pub enqueued: Vec<String>,
+    /// Jobs finished: id, kind, final state.
+    pub jobs: Vec<Value>,
+    /// Claims attempted and their store round trips.
+    pub claims: u32,
+    /// Store calls spent claiming.
+    pub claim_round_trips: u32,
+    /// Claim races lost to other workers.
+    pub lost_races: u32,
+}
+
+/// The log of one attempt, also mirrored to tracing.
+#[derive(Clone, Default)]
+pub struct JobLog(Arc<Mutex<Vec<String>>>);
+
+impl JobLog {
+    /// Appends a line.
+    pub fn line(&self, text: impl Into<String>) {
+        let text = text.into();
+        tracing::info!("{text}");
+        let stamped = format!("{} {text}", Utc::now().to_rfc3339());
+        self.0.lock().expect("log lock").push(stamped);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("log lock").clone()
+    }
+}
+
+/// Runs the worker until the queue is empty (`once`), `max_jobs` are done, or a signal arrives.
+pub async fn run(reg: Registry, opts: Options) -> anyhow::Result<Summary> {
+    let stop = shutdown_signal();
+    let mut summary = Summary::default();
+    let schedule = if opts.schedule {
+        Some(
+            reg.init_schedule(&opts.default_schedule)
+                .await
+                .context("reading the schedule")?,
+        )
+    } else {
+        None
+    };
+    loop {
+        if let Some(schedule) = &schedule {
+            for due in reg.enqueue_due(schedule, Utc::now()).await? {
+                if let Some(job) = due.enqueued {
+                    tracing::info!(job = %job.id, kind = job.kind.as_str(), "enqueued the scheduled job");
+                    summary.enqueued.push(job.id.to_string());
+                }
+            }
+        }
+        let mut stats = ClaimStats::default();
+        let claimed = reg.claim_next(&opts.claim, &mut stats).await?;
+        summary.claims += 1;
+        summary.claim_round_trips += stats.round_trips;
+        summary.lost_races += stats.lost_races;
+        match claimed {
+            Some(claimed) => {
+                let job = run_claimed(&reg, claimed, &opts, &stop).await?;
+                summary.jobs.push(json!({
+                    "id": job.id, "kind": job.kind, "attempts": job.attempts,
+                    "state": serde_json::to_value(&job.state)?["state"],
+                }));
+                if *stop.borrow() {
+                    break;
+                }
+                if opts.max_jobs.is_some_and(|n| summary.jobs.len() >= n) {
+                    break;
+                }
+            }
+            None if opts.once => break,
+            None => {
+                let mut stop = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(opts.poll) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// A flag that turns true on SIGTERM or Ctrl-C.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::warn!("stopping: the current job is handed back to the queue");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Runs one claimed job to its end (done, retried, failed, handed back or lost).
+async fn run_claimed(
+    reg: &Registry,
+    mut claimed: Claimed,
+    opts: &Options,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Job> {
+    let job = claimed.job.clone();
+    let run_id = format!("job-{}-{}", job.id, job.attempts);
+    let log = JobLog::default();
+    log.line(format!(
+        "{} claimed {} job {} (attempt {} of {}, requested by {})",
+        opts.claim.owner,
+        job.kind.as_str(),
+        job.id,
+        job.attempts,
+        opts.claim.max_attempts,
+        job.requested_by
+    ));
+    let started = Utc::now();
+    let clock = Instant::now();
+    let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let ctx = Context {
+        reg: reg.clone(),
+        job: job.clone(),
+        sources: opts.sources.clone(),
+        runs_dir: opts.runs_dir.clone(),
+        log: log.clone(),
+    };
+    std::thread::Builder::new()
+        .name(format!("job-{}", job.id))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = match rt {
+                Ok(rt) => rt.block_on(async {
+                    tokio::select! {
+                        r = execute(&ctx) => Some(r),
+                        _ = cancel_rx => None,
+                    }
+                }),
+                Err(e) => Some(Err(e.into())),
+            };
+            let _ = done_tx.send(result);
+        })
+        .context("starting the job thread")?;
+
+    let renew_every = opts.claim.lease / 3;
+    let mut stop = stop.clone();
+    let outcome = loop {
+        tokio::select! {
+            r = &mut done_rx => break Outcome::Finished(r.ok().flatten()),
+            _ = tokio::time::sleep(renew_every) => {
+                match reg.renew(&mut claimed, opts.claim.lease).await {
+                    Ok(()) => {}
+                    Err(e @ registry::Error::LeaseLost { .. }) => {
+                        let _ = cancel_tx.send(());
+                        break Outcome::Lost(e.to_string());
+                    }
+                    Err(e) => {
+                        tracing::warn!("renewing the lease failed, retrying: {e}");
+                        if lease_expired(&claimed.job.state) {
+                            let _ = cancel_tx.send(());
+                            break Outcome::Lost(format!("the lease expired while renewals failed: {e}"));
+                        }
+                    }
+                }
+            }
+            _ = stop.wait_for(|s| *s) => {
+                let _ = cancel_tx.send(());
+                break Outcome::Stopped;
+            }
+        }
+    };
+
+    let (final_job, record) = match outcome {
+        Outcome::Finished(Some(Ok(result))) => {
+            log.line(format!("done in {:.2} s", clock.elapsed().as_secs_f64()));
+            let job = reg.complete(claimed, result.clone()).await?;
+            (job, json!({ "outcome": "done", "result": result }))
+        }
+        Outcome::Finished(Some(Err(err))) => {
+            let error = format!("{err:#}");
+            log.line(format!("failed: {error}"));
+            let delay = opts
+                .retry_after
+                .saturating_mul(1 << job.attempts.saturating_sub(1).min(10));
+            let job = reg
+                .fail_attempt(claimed, &error, opts.claim.max_attempts, delay)
+                .await?;
+            if let JobState::Queued { not_before } = &job.state {
+                log.line(match not_before {
+                    Some(t) => format!("will be retried after {}", t.to_rfc3339()),
+                    None => "will be retried".to_owned(),
+                });
+            }
+            (job, json!({ "outcome": "error", "error": error }))
+        }
+        Outcome::Finished(None) => anyhow::bail!("job thread ended without a result"),
+        Outcome::Stopped => {
+            log.line("stopped by a signal; handing the job back");
+            let job = reg
+                .fail_attempt(
+                    claimed,
+                    "the worker was stopped",
+                    opts.claim.max_attempts,
+                    Duration::ZERO,
+                )
+                .await?;
+            (job, json!({ "outcome": "stopped" }))
+        }
+        Outcome::Lost(why) => {
+            log.line(format!("abandoned: {why}"));
+            (
+                job.clone(),
+                json!({ "outcome": "lease_lost", "error": why }),
+            )
+        }
+    };
+    let mut record = record;
+    record["job"] = json!(job.id);
+    record["kind"] = json!(job.kind);
+    record["attempt"] = json!(job.attempts);
+    record["owner"] = json!(opts.claim.owner);
+    record["started_at"] = json!(started);
+    record["finished_at"] = json!(Utc::now());
+    record["seconds"] = json!(clock.elapsed().as_secs_f64());
+    record["log"] = json!(log.lines());
+    write_record(reg, &opts.runs_dir, &run_id, &record).await?;
+    Ok(final_job)
+}
+
+enum Outcome {
+    Finished(Option<anyhow::Result<Value>>),
+    Stopped,
+    Lost(String),
+}
+
+fn lease_expired(state: &JobState) -> bool {
+    matches!(state, JobState::Running { lease_expires, .. } if *lease_expires <= Utc::now())
+}
+
+async fn write_record(
+    reg: &Registry,
+    runs_dir: &std::path::Path,
+    run_id: &str,
+    record: &Value,
+) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(record)?;
+    let dir = runs_dir.join(run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("job.json"), &bytes)
+        .with_context(|| format!("writing {}", dir.join("job.json").display()))?;
+    let key = registry::layout::run_object(run_id, &["job.json"])?;
+    reg.store()
+        .put(&key, bytes.into(), registry::store::PutMode::Create)
+        .await
+        .with_context(|| format!("storing {key}"))?;
+    Ok(())
+}
+
+/// What a job's code gets.
+pub struct Context {
+    reg: Registry,
+    job: Job,
+    sources: Option<PathBuf>,
+    runs_dir: PathBuf,
+    log: JobLog,
+}
+
+async fn execute(ctx: &Context) -> anyhow::Result<Value> {
+    match ctx.job.kind {
+        JobKind::Scrape => scrape(ctx).await,
+        JobKind::Train => retrain::run(ctx).await,
+    }
+}
+
+async fn scrape(ctx: &Context) -> anyhow::Result<Value> {
+    let params = &ctx.job.params;
+    for key in params.keys() {
+        anyhow::ensure!(
+            ["source", "period_start"].contains(&key.as_str()),
+            "unknown scrape parameter {key:?} (known: source)"
+        );
+    }
+    let only = match params.get("source") {
+        None => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => anyhow::bail!("parameter source must be a string, not {other}"),
+    };
+    let path = ctx.sources.as_deref().context(
+        "no sources config: pass --sources (or set EXPOSR_SOURCES) to a config/sources.yaml",
+    )?;
+    let config = SourcesConfig::load(path)?;
+    let log = ctx.log.clone();
+    let collected = collect::scrape(&ctx.reg, &config, only, &mut |l| log.line(l)).await?;
+    Ok(json!({ "datasets": collected }))
+}
