@@ -104,12 +104,28 @@ async fn metrics(reg: &Registry, req: &Request) -> Response {
         Err(e) => return registry_problem(&e),
     };
     let mut trained = 0usize;
+    let mut history = serde_json::Map::new();
     for name in &models {
         match reg.index(name).await {
             Ok(index) => trained += index.versions.len(),
             Err(e) => return registry_problem(&e),
         }
+        match reg.history(name, Some(HISTORY_RUNS)).await {
+            Ok(h) if !h.is_empty() => {
+                history.insert(name.to_string(), json!(h));
+            }
+            Ok(_) => {}
+            Err(e) => return registry_problem(&e),
+        }
     }
+    let pending = match reg.pending_jobs().await {
+        Ok(p) => p.len(),
+        Err(e) => return registry_problem(&e),
+    };
+    let images = match functions::sample_counts(reg).await {
+        Ok(c) => c.total(),
+        Err(e) => return registry_problem(&e),
+    };
     let runs = reg.store().list("runs/").await.unwrap_or_default();
     let last_training = runs
         .iter()
@@ -134,10 +150,13 @@ async fn metrics(reg: &Registry, req: &Request) -> Response {
         let mut text = String::new();
         text.push_str("# HELP exposr_models_trained Published model versions.\n# TYPE exposr_models_trained gauge\n");
         text.push_str(&format!("exposr_models_trained {trained}\n"));
-        text.push_str("# HELP exposr_total_images Images in the datasets.\n# TYPE exposr_total_images gauge\nexposr_total_images 0\n");
+        text.push_str("# HELP exposr_total_images Images in the datasets.\n# TYPE exposr_total_images gauge\n");
+        text.push_str(&format!("exposr_total_images {images}\n"));
         if let Some(a) = accuracy {
             text.push_str(&format!("# HELP exposr_validation_accuracy Test accuracy of the production model.\n# TYPE exposr_validation_accuracy gauge\nexposr_validation_accuracy {a}\n"));
         }
+        text.push_str(&format!("# HELP exposr_jobs_pending Jobs queued or running.\n# TYPE exposr_jobs_pending gauge\nexposr_jobs_pending {pending}\n"));
+        text.push_str(&prometheus_history(&history));
         if let Some(t) = last_training {
             text.push_str(&format!("# HELP exposr_last_training_timestamp_seconds When the last training run started.\n# TYPE exposr_last_training_timestamp_seconds gauge\nexposr_last_training_timestamp_seconds {}\n", t.timestamp()));
         }
@@ -150,10 +169,51 @@ async fn metrics(reg: &Registry, req: &Request) -> Response {
     json(
         200,
         &json!({
-            "total_images": 0,
+            "total_images": images,
             "models_trained": trained,
             "last_training": last_training.map(|t| t.to_rfc3339()),
             "validation_accuracy": accuracy,
+            "jobs_pending": pending,
+            "history": history,
         }),
     )
+}
+
+/// Runs per model that `/metrics` shows.
+const HISTORY_RUNS: usize = 10;
+
+/// Gauges of the performance history: each model's latest trained run's accuracy, and how the
+/// recent runs were decided.
+fn prometheus_history(history: &serde_json::Map<String, Value>) -> String {
+    let mut text = String::from(
+        "# HELP exposr_model_test_accuracy Test accuracy of the model's latest trained run.\n\
+         # TYPE exposr_model_test_accuracy gauge\n",
+    );
+    let mut decisions = String::from(
+        "# HELP exposr_recent_training_runs The model's recent training runs by decision.\n\
+         # TYPE exposr_recent_training_runs gauge\n",
+    );
+    for (model, runs) in history {
+        let runs = runs.as_array().map(Vec::as_slice).unwrap_or_default();
+        if let Some(last) = runs.iter().rev().find(|r| r["accuracy"].is_number()) {
+            text.push_str(&format!(
+                "exposr_model_test_accuracy{{model=\"{model}\",version=\"{}\"}} {}\n",
+                last["version"].as_str().unwrap_or(""),
+                last["accuracy"]
+            ));
+        }
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        for r in runs {
+            *counts
+                .entry(r["decision"].as_str().unwrap_or("unknown"))
+                .or_default() += 1;
+        }
+        for (decision, n) in counts {
+            decisions.push_str(&format!(
+                "exposr_recent_training_runs{{model=\"{model}\",decision=\"{decision}\"}} {n}\n"
+            ));
+        }
+    }
+    text.push_str(&decisions);
+    text
 }

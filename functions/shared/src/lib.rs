@@ -136,11 +136,69 @@ pub fn bearer_matches(header: Option<&str>, expected: &str) -> bool {
 
 /// The start time encoded in a run key `runs/run_YYYYMMDD_HHMMSS_<id>/…`.
 pub fn run_time(key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let id = key.strip_prefix("runs/run_")?;
+    run_time_of(key, "run")
+}
+
+/// The start time of a run whose folder name is `<prefix>_YYYYMMDD_HHMMSS…` (a worker's
+/// `scrape_…` and `train_…` attempts), from its key alone.
+pub fn run_time_of(key: &str, prefix: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let id = key
+        .strip_prefix("runs/")?
+        .strip_prefix(prefix)?
+        .strip_prefix('_')?;
     let stamp = id.get(..15)?;
     chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S")
         .ok()
         .map(|t| t.and_utc())
+}
+
+/// Labelled samples in the newest snapshot of every dataset (seed 001's counts; tabular
+/// datasets, whose rows are not samples, count nothing).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SampleCounts {
+    /// Labelled `real`.
+    pub real: u64,
+    /// Labelled `ai_generated` (or `ai`).
+    pub ai_generated: u64,
+    /// Pending or unlabeled.
+    pub unlabeled: u64,
+    /// Any other label.
+    pub other: u64,
+}
+
+impl SampleCounts {
+    /// All samples.
+    pub fn total(&self) -> u64 {
+        self.real + self.ai_generated + self.unlabeled + self.other
+    }
+
+    /// The seed's `dataset_counts` object.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "total": self.total(), "real": self.real,
+            "ai_generated": self.ai_generated, "unlabeled": self.unlabeled,
+        })
+    }
+}
+
+/// Counts the samples of every dataset's newest snapshot by label.
+pub async fn sample_counts(reg: &Registry) -> Result<SampleCounts, Error> {
+    let mut c = SampleCounts::default();
+    for name in reg.datasets().await? {
+        let Some(snapshot) = reg.latest_snapshot(&name).await? else {
+            continue;
+        };
+        for entry in &snapshot.entries {
+            match entry.label.as_deref() {
+                Some("real") => c.real += 1,
+                Some("ai" | "ai_generated") => c.ai_generated += 1,
+                Some("unlabeled" | "pending") => c.unlabeled += 1,
+                Some(_) => c.other += 1,
+                None => {}
+            }
+        }
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -152,6 +210,12 @@ mod tests {
         let t = run_time("runs/run_20251029_005908_ab12cd34/record.json").unwrap();
         assert_eq!(t.to_rfc3339(), "2025-10-29T00:59:08+00:00");
         assert!(run_time("runs/other/record.json").is_none());
+        let s = run_time_of(
+            "runs/scrape_20261126_120000_0123456789ab_a1/job.json",
+            "scrape",
+        );
+        assert_eq!(s.unwrap().to_rfc3339(), "2026-11-26T12:00:00+00:00");
+        assert!(run_time_of("runs/train_20261126_120000_x_a1/job.json", "scrape").is_none());
     }
 
     #[test]

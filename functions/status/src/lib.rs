@@ -45,15 +45,21 @@ async fn status() -> Response {
         .ok()
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| (Utc::now() - t.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0);
-    // Image collection (scrape) and its dataset counts arrive with the collection pipeline; until
-    // a dataset exists there is nothing to count.
+    let last_scrape = runs
+        .iter()
+        .filter_map(|k| functions::run_time_of(k.as_str(), "scrape"))
+        .max();
+    let counts = match functions::sample_counts(&reg).await {
+        Ok(c) => c,
+        Err(e) => return registry_problem(&e),
+    };
     json(
         200,
         &json!({
             "uptime": uptime,
-            "last_scrape": null,
+            "last_scrape": last_scrape.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             "last_train": last_train.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            "dataset_counts": { "total": 0, "real": 0, "ai_generated": 0, "unlabeled": 0 },
+            "dataset_counts": counts.to_json(),
             "models": models,
         }),
     )

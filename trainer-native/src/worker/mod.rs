@@ -5,7 +5,7 @@
 //! pause), the run is cancelled at its next I/O, before it writes anything further. A worker killed
 //! at any moment leaves at most a job whose lease expires and which another worker then takes
 //! over; SIGTERM or Ctrl-C hands the job back at once. Every attempt writes its log and result to
-//! `runs/job-<id>-<attempt>/job.json` in the registry (and the local runs folder).
+//! `runs/<kind>_<time>_<job>_a<attempt>/job.json` in the registry (and the local runs folder).
 
 mod retrain;
 
@@ -167,7 +167,16 @@ async fn run_claimed(
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Job> {
     let job = claimed.job.clone();
-    let run_id = format!("job-{}-{}", job.id, job.attempts);
+    let started = Utc::now();
+    // `<kind>_<time>_<job>_a<attempt>`: sorted by time, and `/status` reads the time of the last
+    // scrape from the key alone.
+    let run_id = format!(
+        "{}_{}_{}_a{}",
+        job.kind.as_str(),
+        started.format("%Y%m%d_%H%M%S"),
+        &job.id.simple().to_string()[20..],
+        job.attempts
+    );
     let log = JobLog::default();
     log.line(format!(
         "{} claimed {} job {} (attempt {} of {}, requested by {})",
@@ -178,7 +187,6 @@ async fn run_claimed(
         opts.claim.max_attempts,
         job.requested_by
     ));
-    let started = Utc::now();
     let clock = Instant::now();
     let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
     let (done_tx, mut done_rx) = oneshot::channel();
