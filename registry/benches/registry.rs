@@ -1,6 +1,8 @@
 //! Benchmarks that print figures (not timed tests):
 //! - SHA-256 throughput of `Digest` against `openssl speed -evp sha256` on the same machine;
-//! - one publish (3 blobs + manifest + index) against each store, with its store round trips.
+//! - one publish (3 blobs + manifest + index) against each store, with its store round trips;
+//! - job claims by 1, 4 and 8 concurrent workers: claim latency, jobs per second, store round
+//!   trips per job and claim races lost.
 //!
 //! Run with `scripts/bench`, which starts the moto S3 server; without it the S3 row is skipped.
 
@@ -16,6 +18,7 @@ fn main() {
     sha256_throughput();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(publish_round_trips());
+    runtime.block_on(claim_throughput());
 }
 
 fn sha256_throughput() {
@@ -68,13 +71,15 @@ fn openssl_sha256() -> Option<f64> {
     Some(kbytes * 1000.0 / 1e6)
 }
 
-async fn publish_round_trips() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A fresh store of each kind: memory, a directory, and moto when `scripts/bench` started it.
+fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Store>)> {
     let mut stores: Vec<(&str, Arc<dyn Store>)> = vec![
         ("memory", Arc::new(ObjectStoreBackend::in_memory())),
         (
             "directory",
-            Arc::new(DirStore::new(dir.path()).expect("dir")),
+            Arc::new(
+                DirStore::new(dir.join(uuid::Uuid::new_v4().simple().to_string())).expect("dir"),
+            ),
         ),
     ];
     match std::env::var("EXPOSR_TEST_S3_ENDPOINT") {
@@ -88,9 +93,14 @@ async fn publish_round_trips() {
             let url = format!("s3://exposr-test/bench-{}", uuid::Uuid::new_v4().simple());
             stores.push(("moto S3", store::open(&url, &options).expect("s3")));
         }
-        Err(_) => println!("publish on S3: skipped (run scripts/bench to start the moto server)"),
+        Err(_) => println!("S3: skipped (run scripts/bench to start the moto server)"),
     }
-    for (label, inner) in stores {
+    stores
+}
+
+async fn publish_round_trips() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (label, inner) in stores(dir.path()) {
         let counting = Counting::new(inner);
         let reg = Registry::open(counting.clone(), WritePolicy::Concurrent)
             .await
@@ -124,5 +134,82 @@ async fn publish_round_trips() {
             p90.as_secs_f64() * 1e3,
             max_trips as i64 - 3
         );
+    }
+}
+
+/// Workers racing over a queue: each claims (list + get + conditional put) and completes (put +
+/// marker delete) until the queue is empty.
+async fn claim_throughput() {
+    use registry::jobs::{ClaimOptions, ClaimStats, JobKind};
+    const JOBS: usize = 120;
+    for workers in [1usize, 4, 8] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (label, inner) in stores(dir.path()) {
+            if label == "memory" {
+                continue;
+            }
+            let counting = Counting::new(inner);
+            let reg = Registry::open(counting.clone(), WritePolicy::Concurrent)
+                .await
+                .expect("open");
+            for _ in 0..JOBS {
+                reg.enqueue(JobKind::Scrape, Default::default(), "bench")
+                    .await
+                    .expect("enqueue");
+            }
+            let before = counting.calls();
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..workers)
+                .map(|w| {
+                    let reg = reg.clone();
+                    tokio::spawn(async move {
+                        let opts = ClaimOptions {
+                            owner: format!("bench-{w}"),
+                            lease: Duration::from_secs(300),
+                            max_attempts: 3,
+                        };
+                        let mut stats = ClaimStats::default();
+                        let mut latencies = Vec::new();
+                        loop {
+                            let t = Instant::now();
+                            let Some(claimed) =
+                                reg.claim_next(&opts, &mut stats).await.expect("claim")
+                            else {
+                                break;
+                            };
+                            latencies.push(t.elapsed());
+                            reg.complete(claimed, serde_json::Value::Null)
+                                .await
+                                .expect("complete");
+                        }
+                        (latencies, stats)
+                    })
+                })
+                .collect();
+            let mut latencies = Vec::new();
+            let mut lost = 0;
+            let mut claim_trips = 0;
+            for t in tasks {
+                let (l, s) = t.await.expect("worker");
+                latencies.extend(l);
+                lost += s.lost_races;
+                claim_trips += s.round_trips;
+            }
+            let wall = start.elapsed().as_secs_f64();
+            let trips = counting.calls() - before;
+            assert_eq!(latencies.len(), JOBS, "every job claimed once");
+            latencies.sort();
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            println!(
+                "claims on {label}, {workers} worker(s), {JOBS} jobs: {:.0} jobs/s, claim latency \
+                 p50 {:.2} ms p90 {:.2} ms, store round trips per job {:.2} (claiming {:.2}, of which \
+                 the final empty listings {workers}), lost races {lost}",
+                JOBS as f64 / wall,
+                ms(latencies[JOBS / 2]),
+                ms(latencies[JOBS * 9 / 10]),
+                trips as f64 / JOBS as f64,
+                claim_trips as f64 / JOBS as f64,
+            );
+        }
     }
 }

@@ -153,23 +153,19 @@ pub async fn scrape(
 ) -> anyhow::Result<Vec<Collected>> {
     let mut out = Vec::new();
     let wanted = |name: &str| only.is_none_or(|o| o == name);
-    for source in config
+    let photo: Vec<&str> = config
         .sources
         .iter()
         .filter(|s| s.enabled && wanted(&s.name))
-    {
-        log(format!(
-            "photo source {} is configured; photo collection is not part of this build yet",
-            source.name
-        ));
-    }
+        .map(|s| s.name.as_str())
+        .collect();
     let tabular: Vec<&TabularSource> = config
         .datasets
         .iter()
         .filter(|d| d.enabled && wanted(&d.name))
         .collect();
     anyhow::ensure!(
-        !tabular.is_empty(),
+        !tabular.is_empty() || !photo.is_empty(),
         "no enabled source to collect{}",
         only.map(|o| format!(" named {o}")).unwrap_or_default()
     );
@@ -186,6 +182,11 @@ pub async fn scrape(
         ));
         out.push(c);
     }
+    anyhow::ensure!(
+        photo.is_empty(),
+        "photo sources {} are configured, but this build does not collect from photo APIs",
+        photo.join(", ")
+    );
     Ok(out)
 }
 
