@@ -79,6 +79,16 @@ fn finished(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// A child process that is killed and reaped however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn all_jobs(reg: &Registry) -> Vec<Job> {
     let keys = reg.store().list("jobs/").await.unwrap();
     let mut jobs = Vec::new();
@@ -190,13 +200,13 @@ async fn a_killed_workers_job_is_taken_over_after_its_lease_and_completed() {
         .unwrap();
     let reg = open(&url, &env);
 
-    let mut first = worker(
+    let mut first = KillOnDrop(worker(
         &url,
         &env,
         dir.path(),
         "doomed",
         &["--once", "--no-schedule", "--lease", "2s"],
-    );
+    ));
     let deadline = Instant::now() + Duration::from_secs(60);
     let lease_at_kill = loop {
         let job = reg.job(&id).await.unwrap().unwrap();
@@ -208,8 +218,8 @@ async fn a_killed_workers_job_is_taken_over_after_its_lease_and_completed() {
         {
             assert_eq!(owner, "doomed");
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            first.kill().unwrap(); // SIGKILL: no chance to hand the job back
-            first.wait().unwrap();
+            first.0.kill().unwrap(); // SIGKILL: no chance to hand the job back
+            first.0.wait().unwrap();
             let job = reg.job(&id).await.unwrap().unwrap();
             let JobState::Running {
                 lease_expires: renewed,

@@ -50,7 +50,7 @@ impl Observer for LogObserver<'_> {
         self.0.line(format!("final fit: up to {max_epochs} epochs"));
     }
     fn epoch(&mut self, e: &Epoch) {
-        if e.epoch % 50 == 0 {
+        if e.epoch.is_multiple_of(50) {
             self.0
                 .line(format!("epoch {}: loss {:.4}", e.epoch, e.train_loss));
         }
