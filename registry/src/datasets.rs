@@ -27,6 +27,17 @@ pub struct SnapshotEntry {
     pub label: Option<String>,
 }
 
+/// Where a snapshot's bytes live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotLayout {
+    /// In `blobs/sha256/<digest>` (tabular files).
+    #[default]
+    Blobs,
+    /// At `datasets/<name>/<path>` (image samples).
+    DatasetFiles,
+}
+
 /// `datasets/<name>/snapshots/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -41,6 +52,9 @@ pub struct Snapshot {
     /// Where the data came from (a file, an API), for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Where the entries' bytes live.
+    #[serde(default)]
+    pub layout: SnapshotLayout,
     /// The entries, sorted by path.
     pub entries: Vec<SnapshotEntry>,
 }
@@ -91,7 +105,7 @@ impl Registry {
         files: Vec<NewFile>,
         source: Option<String>,
     ) -> Result<(Snapshot, bool), Error> {
-        let mut entries: Vec<SnapshotEntry> = files
+        let entries: Vec<SnapshotEntry> = files
             .iter()
             .map(|f| SnapshotEntry {
                 path: f.path.clone(),
@@ -100,6 +114,26 @@ impl Registry {
                 label: f.label.clone(),
             })
             .collect();
+        if let Some(latest) = self.latest_snapshot(dataset).await?
+            && latest.digest == Snapshot::digest_of(&entries)
+        {
+            return Ok((latest, false));
+        }
+        self.put_blobs(files.into_iter().map(|f| (Digest::of(&f.bytes), f.bytes)))
+            .await?;
+        self.snapshot_entries(dataset, entries, SnapshotLayout::Blobs, source)
+            .await
+    }
+
+    /// Writes a snapshot of entries whose bytes are already stored, unless the newest snapshot
+    /// has exactly this content; returns the snapshot in force and whether this call created it.
+    pub async fn snapshot_entries(
+        &self,
+        dataset: &DatasetName,
+        mut entries: Vec<SnapshotEntry>,
+        storage: SnapshotLayout,
+        source: Option<String>,
+    ) -> Result<(Snapshot, bool), Error> {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         let digest = Snapshot::digest_of(&entries);
         if let Some(latest) = self.latest_snapshot(dataset).await?
@@ -107,8 +141,6 @@ impl Registry {
         {
             return Ok((latest, false));
         }
-        self.put_blobs(files.into_iter().map(|f| (Digest::of(&f.bytes), f.bytes)))
-            .await?;
         let created_at = Utc::now();
         let id = format!(
             "{}-{}",
@@ -121,6 +153,7 @@ impl Registry {
             created_at,
             digest,
             source,
+            layout: storage,
             entries,
         };
         let bytes = serde_json::to_vec_pretty(&snapshot).expect("serializes");

@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod names;
 mod registry;
 pub mod render;
+pub mod samples;
 pub mod schedule;
 pub mod store;
 pub mod users;

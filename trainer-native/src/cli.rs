@@ -167,18 +167,46 @@ pub enum Command {
     /// scrape and train jobs (a lease on each, renewed while it runs) and run them. Safe to kill
     /// at any moment; run it from cron, a Kubernetes CronJob or a systemd timer.
     Worker(Box<WorkerArgs>),
-    /// Check a CSV dataset against its schema and store a snapshot of it in the registry
-    /// (unless unchanged), for scheduled training.
+    /// Add data to a dataset in the registry and snapshot it: a folder of images (checked,
+    /// normalised, deduplicated) with --label, a CSV with its schema, or the uploads waiting
+    /// from POST /uploads (--pending).
     Ingest {
-        /// Dataset name in the registry (a path-safe slug).
+        /// A folder of image files (JPEG, PNG, WEBP), searched recursively.
+        #[arg(required_unless_present_any = ["csv", "pending"])]
+        dir: Option<PathBuf>,
+        /// The label of the folder's images: real or ai_generated.
+        #[arg(long, requires = "dir")]
+        label: Option<String>,
+        /// The licence the folder's images come under, for their metadata.
+        #[arg(long, default_value = "unknown", requires = "dir")]
+        license: String,
+        /// Dataset name in the registry (default: authenticity, the image dataset).
         #[arg(long)]
-        dataset: String,
-        /// The CSV file.
+        dataset: Option<String>,
+        /// A CSV file to snapshot (with --schema and --dataset).
+        #[arg(long, requires_all = ["schema", "dataset"], conflicts_with = "dir")]
+        csv: Option<PathBuf>,
+        /// The CSV's schema.json.
+        #[arg(long, requires = "csv")]
+        schema: Option<PathBuf>,
+        /// Ingest the uploads waiting in the dataset.
+        #[arg(long, conflicts_with_all = ["dir", "csv"])]
+        pending: bool,
+    },
+    /// Collect images from the photo APIs of the sources config (and tabular sources), with a
+    /// progress bar per source and a summary: fetched, new, duplicates, rejected and why,
+    /// rate-limit waits. Keys come from UNSPLASH_ACCESS_KEY, PEXELS_API_KEY, CIVITAI_API_URL
+    /// (and CIVITAI_API_KEY); a killed scrape resumes where it stopped.
+    Scrape {
+        /// Only this source (a name in the config, or `uploads`).
         #[arg(long)]
-        csv: PathBuf,
-        /// Its schema.json.
+        source: Option<String>,
+        /// Images per query at most, overriding limit_per_query.
         #[arg(long)]
-        schema: PathBuf,
+        limit: Option<u64>,
+        /// The sources config (seed 001's config/sources.yaml shape).
+        #[arg(long, env = "EXPOSR_SOURCES", default_value = "config/sources.yaml")]
+        sources: PathBuf,
     },
     /// Queue a job, as POST /scrape and POST /train do.
     Enqueue {

@@ -1,5 +1,6 @@
 //! One module per group of commands; `run` dispatches.
 
+mod collection;
 mod jobs;
 mod registry_ops;
 mod train;
@@ -88,10 +89,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { name, reference } => registry_ops::verify(g, &name, &reference).await,
         Command::Worker(args) => jobs::worker(g, &args).await,
         Command::Ingest {
+            dir,
+            label,
+            license,
             dataset,
             csv,
             schema,
-        } => jobs::ingest(g, &dataset, &csv, &schema).await,
+            pending,
+        } => match (dir, csv, schema) {
+            (_, Some(csv), Some(schema)) => {
+                jobs::ingest(g, dataset.as_deref().unwrap_or_default(), &csv, &schema).await
+            }
+            (dir, _, _) => {
+                collection::ingest_images(
+                    g,
+                    dir.as_deref(),
+                    label.as_deref(),
+                    &license,
+                    dataset.as_deref(),
+                    pending,
+                )
+                .await
+            }
+        },
+        Command::Scrape {
+            source,
+            limit,
+            sources,
+        } => collection::scrape(g, source.as_deref(), limit, &sources).await,
         Command::Enqueue { kind, params } => jobs::enqueue(g, kind, &params).await,
         Command::Jobs { id } => jobs::jobs(g, id).await,
         Command::Schedule {

@@ -350,8 +350,8 @@ async fn scrape(ctx: &Context) -> anyhow::Result<Value> {
     let params = &ctx.job.params;
     for key in params.keys() {
         anyhow::ensure!(
-            ["source", "period_start"].contains(&key.as_str()),
-            "unknown scrape parameter {key:?} (known: source)"
+            ["source", "limit", "period_start"].contains(&key.as_str()),
+            "unknown scrape parameter {key:?} (known: source, limit)"
         );
     }
     let only = match params.get("source") {
@@ -359,11 +359,18 @@ async fn scrape(ctx: &Context) -> anyhow::Result<Value> {
         Some(Value::String(s)) => Some(s.as_str()),
         Some(other) => anyhow::bail!("parameter source must be a string, not {other}"),
     };
+    let limit = match params.get("limit") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .with_context(|| format!("parameter limit must be a positive integer, not {v}"))?,
+        ),
+    };
     let path = ctx.sources.as_deref().context(
         "no sources config: pass --sources (or set EXPOSR_SOURCES) to a config/sources.yaml",
     )?;
     let config = SourcesConfig::load(path)?;
     let log = ctx.log.clone();
-    let collected = collect::scrape(&ctx.reg, &config, only, &mut |l| log.line(l)).await?;
-    Ok(json!({ "datasets": collected }))
+    let report = collect::scrape(&ctx.reg, &config, only, limit, &mut |l| log.line(l)).await?;
+    Ok(serde_json::to_value(report)?)
 }

@@ -1,8 +1,11 @@
 //! Collection: turning the sources of `config/sources.yaml` into dataset snapshots in the
-//! registry. Tabular sources (a CSV file and its schema) are read, checked against the schema, and
-//! snapshotted when their content changed; a snapshot is the lineage a model records.
+//! registry. Photo sources are searched, downloaded, checked, normalised and deduplicated into
+//! the image dataset (`images.rs`); tabular sources (a CSV file and its schema) are read, checked
+//! against the schema, and snapshotted when their content changed. A snapshot is the lineage a
+//! model records.
 //!
 //! ```yaml
+//! dataset: authenticity   # the image dataset (default)
 //! sources:            # seed 001's photo APIs (name, enabled, label, queries, ...)
 //!   - name: unsplash
 //!     enabled: true
@@ -12,6 +15,10 @@
 //!     csv: data/iris.csv
 //!     schema: data/iris.schema.json
 //! ```
+
+pub mod fetch;
+pub mod http;
+pub mod images;
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +40,9 @@ pub const SCHEMA_ENTRY: &str = "schema.json";
 /// queries and limits) are accepted and ignored.
 #[derive(Debug, Default, Deserialize)]
 pub struct SourcesConfig {
+    /// The dataset photo sources and uploads go to.
+    #[serde(default = "default_image_dataset")]
+    pub dataset: String,
     /// Photo API sources (seed 001's shape).
     #[serde(default)]
     pub sources: Vec<PhotoSource>,
@@ -49,6 +59,34 @@ pub struct PhotoSource {
     /// Whether to collect from it.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The label of its images: real, or ai (ai_generated).
+    pub label: Option<String>,
+    /// Search queries (for CivitAI, filters as `key=value&…`).
+    #[serde(default)]
+    pub queries: Vec<String>,
+    /// Images per query at most.
+    pub limit_per_query: Option<u64>,
+    /// API requests per hour at most.
+    pub rate_limit_per_hour: Option<u32>,
+    /// Results per page asked of the API (default: the most it serves).
+    pub per_page: Option<u32>,
+    /// The API's base URL, if not the public one (also from `<NAME>_API_URL`).
+    pub base_url: Option<String>,
+}
+
+impl PhotoSource {
+    /// The API endpoint: base URL from config, else the environment; key from the environment.
+    pub fn endpoint(&self) -> fetch::Endpoint {
+        let mut e = images::endpoint_from_env(&self.name);
+        if self.base_url.is_some() {
+            e.base_url = self.base_url.clone();
+        }
+        e
+    }
+}
+
+fn default_image_dataset() -> String {
+    "authenticity".into()
 }
 
 /// A CSV file with its schema, collected into the dataset `name`.
@@ -144,20 +182,32 @@ pub async fn ingest_tabular(
     })
 }
 
-/// Collects every enabled source (or only `only`), logging each through `log`.
+/// What a scrape did.
+#[derive(Debug, Default, Serialize)]
+pub struct ScrapeReport {
+    /// Tabular datasets collected.
+    pub datasets: Vec<Collected>,
+    /// Photo sources (and uploads) collected.
+    pub sources: Vec<images::Tally>,
+    /// The image dataset's snapshot after the scrape, if photo sources or uploads ran.
+    pub snapshot: Option<Collected>,
+}
+
+/// Collects every enabled source (or only `only`), then pending uploads, then snapshots the
+/// image dataset; logs each step through `log`.
 pub async fn scrape(
     reg: &Registry,
     config: &SourcesConfig,
     only: Option<&str>,
+    limit: Option<u64>,
     log: &mut dyn FnMut(String),
-) -> anyhow::Result<Vec<Collected>> {
-    let mut out = Vec::new();
+) -> anyhow::Result<ScrapeReport> {
+    let mut report = ScrapeReport::default();
     let wanted = |name: &str| only.is_none_or(|o| o == name);
-    let photo: Vec<&str> = config
+    let photo: Vec<&PhotoSource> = config
         .sources
         .iter()
         .filter(|s| s.enabled && wanted(&s.name))
-        .map(|s| s.name.as_str())
         .collect();
     let tabular: Vec<&TabularSource> = config
         .datasets
@@ -165,7 +215,7 @@ pub async fn scrape(
         .filter(|d| d.enabled && wanted(&d.name))
         .collect();
     anyhow::ensure!(
-        !tabular.is_empty() || !photo.is_empty(),
+        !tabular.is_empty() || !photo.is_empty() || only == Some("uploads"),
         "no enabled source to collect{}",
         only.map(|o| format!(" named {o}")).unwrap_or_default()
     );
@@ -180,14 +230,69 @@ pub async fn scrape(
             c.snapshot,
             if c.created { "new" } else { "unchanged" }
         ));
-        out.push(c);
+        report.datasets.push(c);
+    }
+    let images_ds = DatasetName::new(&config.dataset)
+        .with_context(|| format!("dataset name {:?} in the sources config", config.dataset))?;
+    let progress = indicatif::MultiProgress::new();
+    let opts = images::ScrapeOptions {
+        dataset: &images_ds,
+        limit,
+        limits: vision::Limits::default(),
+        politeness: http::Politeness::default(),
+        progress: &progress,
+    };
+    let mut failures = Vec::new();
+    for source in &photo {
+        // One source failing (a key missing, an API down) does not stop the others.
+        match images::scrape_source(reg, source, &opts, log).await {
+            Ok(t) => {
+                log(format!(
+                    "{}: {} listed, {} new, {} duplicates, {} rejected",
+                    t.source,
+                    t.listed,
+                    t.new,
+                    t.duplicates,
+                    t.rejected.values().sum::<u64>()
+                ));
+                report.sources.push(t);
+            }
+            Err(e) => {
+                log(format!("{}: failed: {e:#}", source.name));
+                failures.push(format!("{}: {e:#}", source.name));
+            }
+        }
+    }
+    if only.is_none() || only == Some("uploads") {
+        let t = images::ingest_pending(reg, &images_ds, &opts.limits).await?;
+        if t.listed > 0 {
+            log(format!(
+                "uploads: {} new, {} duplicates",
+                t.new, t.duplicates
+            ));
+            report.sources.push(t);
+        }
+    }
+    if !report.sources.is_empty() {
+        let (snap, created) = reg
+            .snapshot_samples(&images_ds, Some("scrape".into()))
+            .await?;
+        report.snapshot = Some(Collected {
+            dataset: images_ds.to_string(),
+            snapshot: snap.id,
+            digest: snap.digest.to_string(),
+            rows: snap.entries.len(),
+            created,
+        });
     }
     anyhow::ensure!(
-        photo.is_empty(),
-        "photo sources {} are configured, but this build does not collect from photo APIs",
-        photo.join(", ")
+        failures.is_empty(),
+        "{} of {} photo sources failed: {}",
+        failures.len(),
+        photo.len(),
+        failures.join("; ")
     );
-    Ok(out)
+    Ok(report)
 }
 
 /// The CSV bytes, schema and parsed dataset of a tabular snapshot.
