@@ -713,3 +713,85 @@ async fn a_source_without_its_key_fails_with_the_variable_to_set() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("UNSPLASH_ACCESS_KEY"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_are_kept_pending_then_ingested_like_any_image() {
+    let Some(server) = common::start() else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let post = |query: &str, body: Vec<u8>, token: bool| {
+        let mut r = http
+            .post(format!("{}/uploads?{query}", server.base))
+            .header("content-type", "image/png")
+            .body(body);
+        if token {
+            r = r.header("authorization", format!("Bearer {}", common::TOKEN));
+        }
+        r.send()
+    };
+    let png = encode(&picture(77, 400, 300), ImageFormat::Png);
+    let small = encode(&picture(78, 64, 64), ImageFormat::Png);
+    assert_eq!(
+        post("label=real", png.clone(), false)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let bad = post("label=cat", png.clone(), true).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let problem: Value = bad.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_label");
+    assert_eq!(
+        post("label=real", b"hello".to_vec(), true)
+            .await
+            .unwrap()
+            .status(),
+        415
+    );
+    let huge = [png.clone(), vec![0u8; 10 * 1024 * 1024]].concat();
+    assert_eq!(post("label=real", huge, true).await.unwrap().status(), 413);
+    let ok = post("label=real&license=CC0", png, true).await.unwrap();
+    assert_eq!(ok.status(), 202);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["state"], "pending");
+    assert_eq!(body["dataset"], "authenticity");
+    assert_eq!(post("label=ai", small, true).await.unwrap().status(), 202);
+
+    let registry = server.dir.path().join("registry");
+    let out = trainer(registry.to_str().unwrap(), &[])
+        .args(["--json", "ingest", "--pending"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tally"]["new"], 1);
+    assert_eq!(report["tally"]["rejected"]["too_small"], 1);
+    assert_eq!(report["samples"], 1);
+    let reg =
+        registry::Registry::read_only(Arc::new(registry::store::DirStore::new(&registry).unwrap()));
+    let ds = registry::layout::DatasetName::new("authenticity").unwrap();
+    assert!(
+        reg.pending(&ds).await.unwrap().is_empty(),
+        "handled uploads are removed"
+    );
+    let (index, _) = reg.sample_index(&ds).await.unwrap();
+    assert_eq!(index.samples[0].label, "real");
+    assert_eq!(index.samples[0].source, "upload");
+    // /status counts the labelled samples of the newest snapshot.
+    let status: Value = http
+        .get(format!("{}/status", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["dataset_counts"]["total"], 1);
+    assert_eq!(status["dataset_counts"]["real"], 1);
+}

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `GET /metrics` | seed shape: total_images, models_trained, last_training, validation_accuracy; Prometheus text when `Accept` asks for it |
 //! | `POST /scrape`, `POST /train` | enqueue a job in the registry (`jobs/<id>.json`), 202 with its id |
+//! | `POST /uploads?label=…` | store an image (at most 10 MiB) as a pending sample, 202 |
 //! | `GET /jobs/{id}` | the job and its state |
 //!
 //! Training never runs inside a request: a worker claims the queued job.
@@ -24,6 +25,8 @@ use spin_sdk::http_component;
 const TOKEN: &str = "EXPOSR_API_TOKEN";
 /// Largest trigger body accepted.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest upload accepted.
+const MAX_UPLOAD: usize = 10 * 1024 * 1024;
 
 #[http_component]
 async fn handle(req: Request) -> Response {
@@ -45,8 +48,9 @@ async fn handle(req: Request) -> Response {
         (Method::Post, ["scrape"]) => trigger(&reg, &req, JobKind::Scrape).await,
         (Method::Post, ["train"]) => trigger(&reg, &req, JobKind::Train).await,
         (Method::Get, ["jobs", id]) => job(&reg, id).await,
+        (Method::Post, ["uploads"]) => upload(&reg, &req).await,
         (_, ["metrics"] | ["jobs", _]) => method_not_allowed(&req, "GET"),
-        (_, ["scrape"] | ["train"]) => method_not_allowed(&req, "POST"),
+        (_, ["scrape"] | ["train"] | ["uploads"]) => method_not_allowed(&req, "POST"),
         _ => problem(404, "not_found", "no such route"),
     }
 }
@@ -85,6 +89,79 @@ async fn trigger(reg: &Registry, req: &Request, kind: JobKind) -> Response {
         }
         Err(e) => registry_problem(&e),
     }
+}
+
+/// `POST /uploads?label=real|ai_generated[&dataset=D][&license=L]` with the image as the body:
+/// stored as a pending sample, which the next scrape (or `exposr-trainer ingest --pending`)
+/// checks, normalises and deduplicates like any other image. Only the file type is checked here,
+/// by its magic bytes; decoding happens at ingestion, outside the request.
+async fn upload(reg: &Registry, req: &Request) -> Response {
+    let body = req.body();
+    if body.len() > MAX_UPLOAD {
+        return problem(
+            413,
+            "body_too_large",
+            &format!("an upload may have at most {MAX_UPLOAD} bytes"),
+        );
+    }
+    let query: BTreeMap<String, String> = url_pairs(req.query());
+    let label = match query.get("label").map(String::as_str) {
+        Some("real") => "real",
+        Some("ai" | "ai_generated") => "ai_generated",
+        Some(other) => {
+            return problem(
+                400,
+                "invalid_label",
+                &format!("label must be real or ai_generated, not {other:?}"),
+            );
+        }
+        None => {
+            return problem(
+                400,
+                "missing_label",
+                "give ?label=real or ?label=ai_generated",
+            );
+        }
+    };
+    let dataset = query.get("dataset").map_or("authenticity", String::as_str);
+    let Ok(dataset) = registry::layout::DatasetName::new(dataset) else {
+        return problem(400, "invalid_name", "dataset must be a path-safe slug");
+    };
+    let format = if body.starts_with(&[0xff, 0xd8, 0xff]) {
+        "jpeg"
+    } else if body.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "png"
+    } else if body.len() >= 12 && &body[..4] == b"RIFF" && &body[8..12] == b"WEBP" {
+        "webp"
+    } else {
+        return problem(
+            415,
+            "unsupported_media_type",
+            "the body must be a JPEG, PNG or WEBP image",
+        );
+    };
+    let license = query.get("license").cloned();
+    let description = json!({
+        "label": label, "format": format, "bytes": body.len(), "license": license,
+        "uploaded_at": chrono::Utc::now().to_rfc3339(),
+    });
+    match reg
+        .put_pending(&dataset, bytes::Bytes::copy_from_slice(body), &description)
+        .await
+    {
+        Ok(id) => json(
+            202,
+            &json!({ "id": id, "dataset": dataset, "label": label, "state": "pending" }),
+        ),
+        Err(e) => registry_problem(&e),
+    }
+}
+
+/// `a=1&b=x%20y` as a map (later keys win).
+fn url_pairs(query: &str) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 async fn job(reg: &Registry, id: &str) -> Response {
