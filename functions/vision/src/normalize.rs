@@ -1,15 +1,13 @@
 //! Decode, check and normalise one image.
 //!
 //! Every accepted image is decoded (JPEG, PNG or WEBP), composited over white if it has alpha,
-//! resized so its shorter side is [`SIDE`] pixels (Catmull-Rom), centre-cropped to a
-//! [`SIDE`]×[`SIDE`] square, and encoded as baseline JPEG at quality [`QUALITY`]: the bytes a
+//! centre-cropped to a square and resized to [`SIDE`]×[`SIDE`] pixels (Catmull-Rom), and encoded as baseline JPEG at quality [`QUALITY`]: the bytes a
 //! model sees no longer say where the image came from. The original's digest, format and size
 //! are kept for the metadata.
 
 use std::io::Cursor;
 
 use image::codecs::jpeg::JpegEncoder;
-use image::imageops::FilterType;
 use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -183,7 +181,7 @@ pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, Rejected> 
     let decoded = reader
         .decode()
         .map_err(|e| Rejected::Corrupt(e.to_string()))?;
-    let pixels = square(&flatten(decoded));
+    let pixels = square(flatten(decoded));
     let pixels_sha256 = sha256_hex(pixels.as_raw());
     let mut jpeg = Vec::with_capacity(64 << 10);
     JpegEncoder::new_with_quality(&mut jpeg, QUALITY)
@@ -221,16 +219,22 @@ fn flatten(img: DynamicImage) -> RgbImage {
     out
 }
 
-/// Shorter side to `SIDE`, then the centre square.
-fn square(img: &RgbImage) -> RgbImage {
+/// The centre square, resized to `SIDE`×`SIDE` (Catmull-Rom), in one pass with
+/// fast_image_resize (SIMD convolution in fixed point; the image crate's generic resize made
+/// ingestion 1.7 times slower).
+fn square(img: RgbImage) -> RgbImage {
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images};
     let (w, h) = img.dimensions();
-    let scale = SIDE as f64 / w.min(h) as f64;
-    let (nw, nh) = (
-        ((w as f64 * scale).round() as u32).max(SIDE),
-        ((h as f64 * scale).round() as u32).max(SIDE),
-    );
-    let resized = image::imageops::resize(img, nw, nh, FilterType::CatmullRom);
-    image::imageops::crop_imm(&resized, (nw - SIDE) / 2, (nh - SIDE) / 2, SIDE, SIDE).to_image()
+    let src = images::Image::from_vec_u8(w, h, img.into_raw(), PixelType::U8x3)
+        .expect("an RgbImage's buffer fits its size");
+    let mut dst = images::Image::new(SIDE, SIDE, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .fit_into_destination(Some((0.5, 0.5)));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .expect("same pixel type on both sides");
+    RgbImage::from_raw(SIDE, SIDE, dst.into_vec()).expect("SIDE x SIDE RGB")
 }
 
 /// A 64-bit double-gradient hash from image_hasher, packed into an integer.
