@@ -467,6 +467,19 @@ fn scrape_cmd(dir: &Path, sources: &Path, per_page_limit: Option<u64>) -> std::p
     c
 }
 
+/// Runs `command` off the async runtime (the fakes run on it) and asserts it succeeded.
+async fn run_ok(mut command: std::process::Command) -> std::process::Output {
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Distinct pictures the fakes list that must be stored: every image but the near copy u3,
 /// the too-small u5, the byte copy 102 and the corrupt 104.
 const EXPECTED_NEW: usize = 4 + 3 + 3 + 4;
@@ -477,17 +490,7 @@ async fn scrape_collects_every_source_politely_and_stores_each_picture_once() {
     let dir = tempfile::tempdir().unwrap();
     let sources = sources_file(dir.path(), addr);
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking({
-        let (d, s) = (dir.path().to_owned(), sources.clone());
-        move || scrape_cmd(&d, &s, None).output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(scrape_cmd(dir.path(), &sources, None)).await;
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let by_source: BTreeMap<&str, &Value> = report["sources"]
         .as_array()
@@ -616,17 +619,7 @@ async fn scrape_collects_every_source_politely_and_stores_each_picture_once() {
 
     // A second scrape finds every query done: nothing listed, nothing fetched.
     let before = fake.downloads.lock().unwrap().clone();
-    let out = tokio::task::spawn_blocking({
-        let (d, s) = (dir.path().to_owned(), sources.clone());
-        move || scrape_cmd(&d, &s, None).output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(scrape_cmd(dir.path(), &sources, None)).await;
     assert_eq!(*fake.downloads.lock().unwrap(), before);
 }
 
@@ -669,20 +662,9 @@ async fn a_killed_scrape_resumes_without_fetching_again_what_it_stored() {
         .collect();
 
     *fake.image_delay.lock().unwrap() = Duration::ZERO;
-    let out = tokio::task::spawn_blocking({
-        let (d, s) = (dir.path().to_owned(), sources.clone());
-        move || {
-            let mut c = scrape_cmd(&d, &s, Some(CIVITAI.len() as u64));
-            c.args(["--source", "civitai"]).output().unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut resume = scrape_cmd(dir.path(), &sources, Some(CIVITAI.len() as u64));
+    resume.args(["--source", "civitai"]);
+    run_ok(resume).await;
     let (index, _) = reg.sample_index(&ds).await.unwrap();
     assert_eq!(
         index.samples.len(),

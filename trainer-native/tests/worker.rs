@@ -79,6 +79,16 @@ fn finished(out: &Output) -> Vec<String> {
         .collect()
 }
 
+fn ingest_iris(url: &str, env: &[(String, String)]) {
+    ok(trainer(url, env)
+        .args(["ingest", "--dataset", "iris", "--csv"])
+        .arg(data("iris.csv"))
+        .arg("--schema")
+        .arg(data("iris.schema.json"))
+        .output()
+        .unwrap());
+}
+
 /// A child process that is killed and reaped however the test ends.
 struct KillOnDrop(Child);
 
@@ -188,13 +198,7 @@ async fn a_killed_workers_job_is_taken_over_after_its_lease_and_completed() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    ok(trainer(&url, &env)
-        .args(["ingest", "--dataset", "iris", "--csv"])
-        .arg(data("iris.csv"))
-        .arg("--schema")
-        .arg(data("iris.schema.json"))
-        .output()
-        .unwrap());
+    ingest_iris(&url, &env);
     // Long enough (about 10 s in a debug build) to be killed in the middle.
     let config = r#"{"training":{"epochs":1200,"patience":1200}}"#;
     let out = ok(trainer(&url, &env)
@@ -293,13 +297,7 @@ async fn ten_workers_starting_together_enqueue_one_scheduled_scrape() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    ok(trainer(&url, &env)
-        .args(["ingest", "--dataset", "iris", "--csv"])
-        .arg(data("iris.csv"))
-        .arg("--schema")
-        .arg(data("iris.schema.json"))
-        .output()
-        .unwrap());
+    ingest_iris(&url, &env);
     let workers: Vec<Child> = (0..10)
         .map(|i| worker(&url, &env, dir.path(), &format!("s{i}"), &["--once"]))
         .collect();
