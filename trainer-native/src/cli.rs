@@ -306,6 +306,10 @@ pub struct TrainArgs {
     /// With --dataset-id: do not upload the artifacts back to the API.
     #[arg(long)]
     pub no_upload: bool,
+    /// Train on the newest snapshot of this registry dataset (tabular, or images: the
+    /// forensic features of every sample, cached per sample).
+    #[arg(long, conflicts_with_all = ["csv", "dataset_id", "modality"])]
+    pub registry_dataset: Option<String>,
     /// Per-user training (A3CP): the modality of the samples under --sessions.
     #[arg(long, value_enum, requires = "sessions", conflicts_with_all = ["csv", "dataset_id"])]
     pub modality: Option<crate::features::Modality>,

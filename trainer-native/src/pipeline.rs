@@ -57,6 +57,9 @@ pub struct Request<'a> {
     pub snapshot: Option<registry::Digest>,
     /// The worker job running this, if one is.
     pub job: Option<uuid::Uuid>,
+    /// A baseline training set whose score the report shows next to the model's (images: the
+    /// format-only features, which must score at chance).
+    pub baseline: Option<Dataset>,
 }
 
 /// Everything a run produced, for the summary and for callers.
@@ -307,6 +310,26 @@ fn decide(
     }
 }
 
+/// Logistic regression on the baseline features, same split and seed: test accuracy and AUC,
+/// and the majority class's share of the test rows (what "chance" means here).
+fn baseline_score(b: &Dataset, cfg: &TrainConfig) -> anyhow::Result<serde_json::Value> {
+    struct Quiet;
+    impl Observer for Quiet {}
+    let mut c = cfg.clone();
+    c.model.family = Family::LogisticRegression;
+    c.search = Default::default();
+    let o = train::run(b, &c, &mut Quiet).context("training the format-only baseline")?;
+    let mut counts = vec![0usize; b.classes.len()];
+    for &i in &o.split.test {
+        counts[b.y[i]] += 1;
+    }
+    let majority = *counts.iter().max().unwrap_or(&0) as f64 / o.split.test.len().max(1) as f64;
+    Ok(json!({
+        "features": b.feature_names, "test_accuracy": o.test.accuracy,
+        "roc_auc": o.test.roc_auc, "majority_share": majority,
+    }))
+}
+
 fn run_id() -> String {
     let now = Utc::now();
     let unique = uuid::Uuid::new_v4().simple().to_string();
@@ -358,7 +381,14 @@ pub async fn train_and_publish(
         &serde_json::to_vec(&artifacts.crosscheck)?,
     )?;
 
-    let manifest = build_manifest(&req, &outcome, &artifacts, &gate, &run_id, drop)?;
+    let mut manifest = build_manifest(&req, &outcome, &artifacts, &gate, &run_id, drop)?;
+    if let Some(b) = &req.baseline {
+        let score = baseline_score(b, cfg)?;
+        manifest
+            .metrics
+            .extra
+            .insert("format_only_baseline".into(), score);
+    }
     write(&out, "manifest.json", &manifest.to_bytes())?;
     write(
         &out,

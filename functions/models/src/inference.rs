@@ -17,6 +17,8 @@ use crate::lookup::{DEFAULT_MODEL, current};
 pub const MAX_CLASSIFY_BODY: usize = 256 * 1024;
 /// Most rows one `/classify` call may carry.
 pub const MAX_ROWS: usize = 1024;
+/// Largest image `/classify` accepts.
+pub const MAX_IMAGE_BODY: usize = 10 * 1024 * 1024;
 
 /// A classification request: which model, and one row, several rows, or named features.
 #[derive(Deserialize)]
@@ -117,8 +119,107 @@ fn rows(features: Features, m: &Manifest) -> Result<(usize, Vec<f32>), String> {
     Ok((width, rows.concat()))
 }
 
+/// True when the body is an image (by content type or magic bytes) rather than JSON.
+fn is_image(req: &Request) -> bool {
+    let body = req.body();
+    let typed = req
+        .header("content-type")
+        .and_then(|h| h.as_str())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("image/"));
+    typed
+        || body.starts_with(&[0xff, 0xd8, 0xff])
+        || body.starts_with(b"\x89PNG\r\n\x1a\n")
+        || (body.len() >= 12 && &body[..4] == b"RIFF" && &body[8..12] == b"WEBP")
+}
+
+/// `POST /classify` with an image body (`?model=&version=&alias=&int8=`): decoded, checked and
+/// normalised exactly as ingestion does, measured by the model's feature pipeline, classified.
+async fn classify_image(reg: &Registry, req: &Request) -> Result<Response, registry::Error> {
+    let start = Instant::now();
+    let body = req.body();
+    if body.len() > MAX_IMAGE_BODY {
+        return Ok(problem(
+            413,
+            "body_too_large",
+            &format!("an image may have at most {MAX_IMAGE_BODY} bytes"),
+        ));
+    }
+    let query: BTreeMap<String, String> = url::form_urlencoded::parse(req.query().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let parsed = ClassifyRequest {
+        model: query.get("model").cloned(),
+        version: query.get("version").cloned(),
+        alias: query.get("alias").cloned(),
+        modality: None,
+        user_id: None,
+        int8: query.get("int8").is_some_and(|v| v == "true" || v == "1"),
+        features: Features::Row(Vec::new()),
+    };
+    let m = resolve(reg, &parsed).await?;
+    let (name, version) = vision::features::PIPELINE;
+    if m.features.name != name || m.features.version != version {
+        return Ok(problem(
+            422,
+            "unsupported_pipeline",
+            &format!(
+                "{} {} uses feature pipeline {} v{}; this function computes {name} v{version} \
+                 from images",
+                m.name, m.version, m.features.name, m.features.version
+            ),
+        ));
+    }
+    let features_start = Instant::now();
+    let row = match vision::features_of_image(body, &vision::Limits::default()) {
+        Ok(row) => row,
+        Err(vision::FeatureError::Rejected(why)) => {
+            let status = match why {
+                vision::Rejected::TooLarge { .. } => 413,
+                vision::Rejected::Format(_) => 415,
+                _ => 400,
+            };
+            return Ok(problem(
+                status,
+                &format!("image_{}", why.code()),
+                &why.to_string(),
+            ));
+        }
+        Err(e) => {
+            return Ok(problem(422, "features_failed", &e.to_string()));
+        }
+    };
+    let features_ms = millis(features_start);
+    let explain = query
+        .get("features")
+        .is_some_and(|v| v == "true" || v == "1");
+    let shown = explain.then(|| row.clone());
+    let mut response = run_model(
+        reg,
+        &m,
+        parsed.int8,
+        row.len(),
+        row,
+        start,
+        Some(features_ms),
+    )
+    .await?;
+    if let Some(row) = shown
+        && response.status() == &200
+    {
+        // `?features=true`: the vector too, to compare with other runtimes.
+        let mut body: serde_json::Value =
+            serde_json::from_slice(response.body()).unwrap_or_default();
+        body["features"] = json!({ "pipeline": name, "version": version, "values": row });
+        response = json(200, &body);
+    }
+    Ok(response)
+}
+
 /// `POST /classify`.
 pub async fn classify(reg: &Registry, req: &Request) -> Result<Response, registry::Error> {
+    if is_image(req) {
+        return classify_image(reg, req).await;
+    }
     let start = Instant::now();
     let body = req.body();
     if body.len() > MAX_CLASSIFY_BODY {
@@ -138,6 +239,19 @@ pub async fn classify(reg: &Registry, req: &Request) -> Result<Response, registr
         Ok(r) => r,
         Err(message) => return Ok(bad(message)),
     };
+    run_model(reg, &m, int8, width, data, start, None).await
+}
+
+/// Runs the model's float (or int8) file on rows of `width` features and shapes the answer.
+async fn run_model(
+    reg: &Registry,
+    m: &Manifest,
+    int8: bool,
+    width: usize,
+    data: Vec<f32>,
+    start: Instant,
+    features_ms: Option<f64>,
+) -> Result<Response, registry::Error> {
     let role = if int8 { "onnx_int8" } else { "onnx" };
     let Some(artifact) = m.artifact(role) else {
         return Ok(problem(
@@ -179,7 +293,10 @@ pub async fn classify(reg: &Registry, req: &Request) -> Result<Response, registr
             "probability": first["probability"],
             "probabilities": first["probabilities"],
             "predictions": predictions,
-            "timings": { "fetch_ms": fetched, "inference_ms": inference, "total_ms": millis(start) },
+            "timings": {
+                "features_ms": features_ms, "fetch_ms": fetched, "inference_ms": inference,
+                "total_ms": millis(start),
+            },
         }),
     ))
 }

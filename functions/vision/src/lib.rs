@@ -3,6 +3,41 @@
 //! makes every image of every class look alike on disk (so that file format, size or encoder
 //! cannot leak the label), with the hashes used to find duplicates.
 
+pub mod features;
 pub mod normalize;
 
 pub use normalize::{Limits, Normalized, Original, Rejected, normalize};
+
+/// Why features could not be computed for an image.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FeatureError {
+    /// The image was not accepted.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    /// A stored sample is not a normalised image.
+    #[error("not a normalised {side}x{side} JPEG: {0}", side = normalize::SIDE)]
+    NotNormalised(String),
+    /// A feature came out NaN or infinite.
+    #[error(transparent)]
+    NotFinite(#[from] features::NotFinite),
+}
+
+/// Features of a stored, normalised sample (the JPEG that ingestion wrote).
+pub fn features_of_sample(jpeg: &[u8]) -> Result<Vec<f32>, FeatureError> {
+    let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+        .map_err(|e| FeatureError::NotNormalised(e.to_string()))?
+        .into_rgb8();
+    if img.dimensions() != (normalize::SIDE, normalize::SIDE) {
+        let (w, h) = img.dimensions();
+        return Err(FeatureError::NotNormalised(format!("it is {w}x{h}")));
+    }
+    Ok(features::extract(&img)?)
+}
+
+/// Features of any accepted image, computed as for training: normalised, encoded as the stored
+/// JPEG, decoded again, then measured, so a served image and a stored sample of the same picture
+/// give the same vector.
+pub fn features_of_image(bytes: &[u8], limits: &Limits) -> Result<Vec<f32>, FeatureError> {
+    let n = normalize(bytes, limits)?;
+    features_of_sample(&n.jpeg)
+}

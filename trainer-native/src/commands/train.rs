@@ -139,6 +139,8 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         config.random_seed = s;
     }
     config.validate()?;
+    let mut snapshot_digest = None;
+    let mut baseline = None;
     let (loaded, name, tags, pipeline) = match (args.modality, &args.sessions) {
         (Some(modality), Some(dir)) => {
             let data = sessions::load(dir, modality, args.user_id.as_deref(), Minimum::default())?;
@@ -162,6 +164,41 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
                 modality.pipeline(),
             )
         }
+        _ if args.registry_dataset.is_some() => {
+            let ds = args.registry_dataset.as_deref().unwrap_or_default();
+            let name = registry::layout::DatasetName::new(ds)
+                .with_context(|| format!("dataset name {ds:?}"))?;
+            let reg = crate::registry_opts::reader(g)?;
+            let snapshot = reg.latest_snapshot(&name).await?.with_context(|| {
+                format!("dataset {name} has no snapshot: ingest or scrape it first")
+            })?;
+            let (data, files, pipeline) = if crate::dataset::images::is_image_snapshot(&snapshot) {
+                let (data, report) = crate::dataset::images::load(&reg, &snapshot).await?;
+                tracing::info!(
+                    cached = report.cached,
+                    computed = report.computed,
+                    "features"
+                );
+                baseline = Some(crate::dataset::images::format_only(&reg, &snapshot, &data).await?);
+                (data, vec![], vision::features::PIPELINE)
+            } else {
+                let (data, files) = crate::collect::load_snapshot(&reg, &snapshot).await?;
+                (data, files, pipeline::TABULAR_PIPELINE)
+            };
+            snapshot_digest = Some(snapshot.digest);
+            let model = ModelName::new(args.model.clone().unwrap_or_else(|| name.to_string()))
+                .context("choose a model name with --model")?;
+            (
+                Loaded {
+                    data,
+                    id: format!("{name}@{}", snapshot.id),
+                    files,
+                },
+                model,
+                BTreeMap::new(),
+                pipeline,
+            )
+        }
         _ => {
             let loaded = load(&args.dataset).await?;
             let name = ModelName::new(args.model.clone().unwrap_or_else(|| slug(&loaded.id)))
@@ -181,8 +218,9 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         force: args.force,
         tags,
         pipeline,
-        snapshot: None,
+        snapshot: snapshot_digest,
         job: None,
+        baseline,
     };
     let summary = pipeline::train_and_publish(&reg, request, &mut bars).await?;
     if let Some(bar) = &bars.epochs {

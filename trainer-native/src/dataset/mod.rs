@@ -2,6 +2,7 @@
 //! encoded labels. Every problem is reported with the line and column it is in.
 
 pub mod crowdmind;
+pub mod images;
 pub mod sessions;
 pub mod split;
 

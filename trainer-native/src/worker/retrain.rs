@@ -155,7 +155,21 @@ async fn train_one(
         snapshot.id,
         snapshot.entries.len()
     ));
-    let (data, files) = collect::load_snapshot(reg, &snapshot).await?;
+    let mut baseline = None;
+    let (data, files, pipeline) = if crate::dataset::images::is_image_snapshot(&snapshot) {
+        let (data, report) = crate::dataset::images::load(reg, &snapshot).await?;
+        baseline = Some(crate::dataset::images::format_only(reg, &snapshot, &data).await?);
+        ctx.log.line(format!(
+            "{name}: features of {} samples ({} cached, {} computed)",
+            data.len(),
+            report.cached,
+            report.computed
+        ));
+        (data, Vec::new(), vision::features::PIPELINE)
+    } else {
+        let (data, files) = collect::load_snapshot(reg, &snapshot).await?;
+        (data, files, pipeline::TABULAR_PIPELINE)
+    };
     let mut config = params.config.clone().unwrap_or_default();
     if let Some(f) = params.family {
         config.model.family = f;
@@ -173,9 +187,10 @@ async fn train_one(
         runs_dir: ctx.runs_dir.clone(),
         force: params.force,
         tags: BTreeMap::new(),
-        pipeline: pipeline::TABULAR_PIPELINE,
+        pipeline,
         snapshot: Some(snapshot.digest),
         job: Some(ctx.job.id),
+        baseline,
     };
     let summary = pipeline::train_and_publish(reg, request, &mut LogObserver(&ctx.log)).await?;
     ctx.log.line(format!(
