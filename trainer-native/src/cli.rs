@@ -208,6 +208,23 @@ pub enum Command {
         #[arg(long, env = "EXPOSR_SOURCES", default_value = "config/sources.yaml")]
         sources: PathBuf,
     },
+    /// Classify images (files, folders, http(s) URLs) as real or AI-generated with a published
+    /// detector: each image decoded, checked, normalised and measured exactly as for training,
+    /// then run in tract (seed 002's inference).
+    Classify {
+        /// Image files, folders of images, or http(s) URLs.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// The detector model.
+        #[arg(long, default_value = "authenticity")]
+        model: String,
+        /// Version or alias.
+        #[arg(long, default_value = "production")]
+        reference: String,
+        /// Run the int8 file instead of the float one.
+        #[arg(long)]
+        int8: bool,
+    },
     /// Queue a job, as POST /scrape and POST /train do.
     Enqueue {
         /// What the job does.

@@ -128,6 +128,36 @@ async fn the_detector_trains_honestly_and_classifies_images_in_webassembly() {
         "WebAssembly and native features differ by {worst}"
     );
 
+    // The CLI classifies files in a batch, with the same label as the function, and says which
+    // inputs it could not read.
+    let out = trainer(reg, &[])
+        .args([
+            "--json",
+            "classify",
+            "--model",
+            "detector",
+            "--reference",
+            "v1",
+        ])
+        .arg(images.join("real/chelsea.png"))
+        .arg(server.dir.path().join("registry/schedule-missing.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a missing input is an error");
+    // The results, then the error, as two JSON documents.
+    let mut docs = serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>();
+    let cli = docs.next().unwrap().unwrap();
+    assert!(
+        docs.next().unwrap().unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2 inputs")
+    );
+    assert_eq!(cli[0]["label"], answer["label"]);
+    let p = cli[0]["probability"].as_f64().unwrap() - answer["probability"].as_f64().unwrap();
+    assert!(p.abs() < 1e-4, "CLI and function disagree by {p}");
+    assert!(cli[1]["error"].as_str().unwrap().contains("reading"));
+
     // Bad images are clear 4xx answers.
     let post = |body: Vec<u8>, query: &str| {
         http.post(format!("{}/classify?{query}", server.base))

@@ -112,6 +112,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
             }
         },
+        Command::Classify {
+            inputs,
+            model,
+            reference,
+            int8,
+        } => collection::classify(g, &inputs, &model, &reference, int8).await,
         Command::Scrape {
             source,
             limit,

@@ -8,28 +8,43 @@ use tract_onnx::prelude::*;
 /// Largest accepted difference between the float file's outputs and the trainer's.
 pub const FLOAT_TOLERANCE: f32 = 1e-5;
 
+/// An ONNX file loaded and planned by tract (optimized, symbolic batch), to run many times.
+pub struct Loaded(std::sync::Arc<TypedSimplePlan>);
+
+impl Loaded {
+    /// Reads, optimizes and plans `bytes`.
+    pub fn new(bytes: &[u8]) -> anyhow::Result<Self> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .context("tract cannot read the ONNX file")?
+            .into_optimized()
+            .context("tract cannot optimize the graph")?
+            .into_runnable()
+            .context("tract cannot plan the graph")?;
+        Ok(Self(model))
+    }
+
+    /// The model's outputs (probabilities) for the rows of `x`.
+    pub fn predict(&self, x: ArrayView2<f32>) -> anyhow::Result<Array2<f32>> {
+        let data: Vec<f32> = x.iter().copied().collect();
+        let input = Tensor::from_shape(&[x.nrows(), x.ncols()], &data)?;
+        let outputs = self.0.run(tvec!(input.into()))?;
+        let out = outputs[0].to_plain_array_view::<f32>()?;
+        let shape = out.shape().to_vec();
+        ensure!(
+            shape.len() == 2 && shape[0] == x.nrows(),
+            "unexpected output shape {shape:?}"
+        );
+        Ok(Array2::from_shape_vec(
+            (shape[0], shape[1]),
+            out.iter().copied().collect(),
+        )?)
+    }
+}
+
 /// Runs the ONNX file `bytes` on `x` with tract (optimized, symbolic batch).
 pub fn run(bytes: &[u8], x: ArrayView2<f32>) -> anyhow::Result<Array2<f32>> {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
-        .context("tract cannot read the ONNX file")?
-        .into_optimized()
-        .context("tract cannot optimize the graph")?
-        .into_runnable()
-        .context("tract cannot plan the graph")?;
-    let data: Vec<f32> = x.iter().copied().collect();
-    let input = Tensor::from_shape(&[x.nrows(), x.ncols()], &data)?;
-    let outputs = model.run(tvec!(input.into()))?;
-    let out = outputs[0].to_plain_array_view::<f32>()?;
-    let shape = out.shape().to_vec();
-    ensure!(
-        shape.len() == 2 && shape[0] == x.nrows(),
-        "unexpected output shape {shape:?}"
-    );
-    Ok(Array2::from_shape_vec(
-        (shape[0], shape[1]),
-        out.iter().copied().collect(),
-    )?)
+    Loaded::new(bytes)?.predict(x)
 }
 
 /// Runs `bytes` on `x` and checks the output has `expected`'s shape.
