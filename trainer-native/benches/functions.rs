@@ -49,6 +49,7 @@ fn main() {
             http_routes(&components, label, location, env).await;
         }
         validation_end_to_end(&components, &registry_dir).await;
+        image_classification(&components, &registry_dir).await;
     });
     tract_wasm_vs_native(&components, &registry_dir);
     memory_per_instance(&components);
@@ -258,6 +259,87 @@ async fn validation_end_to_end(components: &Path, registry_dir: &Path) {
         "POST /models/iris/versions/v1/validate (float + int8, golden cases) under wasmtime serve: p50 {:.2} ms, p99 {:.2} ms",
         ms(times[times.len() / 2]),
         ms(times[times.len() * 99 / 100])
+    );
+}
+
+/// `POST /classify` with an image (the detector scripts/bench trained) under wasmtime serve,
+/// against the same steps natively in this process: features (decode, check, normalise, JPEG
+/// round trip, image-forensics v1) and the tract run.
+async fn image_classification(components: &Path, registry_dir: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let photo = std::fs::read(root.join(".cache/data/images/real/chelsea.png"));
+    let reg = registry::Registry::read_only(Arc::new(
+        registry::store::DirStore::new(registry_dir).expect("registry"),
+    ));
+    let name = registry::ModelName::new("detector").expect("name");
+    let (Ok(photo), Ok(manifest)) = (
+        photo,
+        reg.manifest(&name, &registry::Version::numbered(1)).await,
+    ) else {
+        println!("image classification: skipped (scripts/bench trains the detector)");
+        return;
+    };
+    let (_proc, base) = wasmtime_serve(
+        &components.join("exposr_fn_models_composed.wasm"),
+        &registry_dir.display().to_string(),
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/classify?model=detector&version=v1");
+    let (mut total, mut features) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        let t = Instant::now();
+        let r: serde_json::Value = http
+            .post(&url)
+            .header("content-type", "image/png")
+            .body(photo.clone())
+            .send()
+            .await
+            .expect("classify")
+            .json()
+            .await
+            .expect("json");
+        total.push(ms(t.elapsed()));
+        features.push(r["timings"]["features_ms"].as_f64().expect("features_ms"));
+    }
+    let onnx = reg
+        .blob(&manifest.artifact("onnx").expect("onnx").digest)
+        .await
+        .expect("blob");
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .expect("onnx")
+        .into_optimized()
+        .expect("optimize")
+        .into_runnable()
+        .expect("plan");
+    let (mut native_total, mut native_features) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        let t = Instant::now();
+        let row = vision::features_of_image(&photo, &vision::Limits::default()).expect("features");
+        native_features.push(ms(t.elapsed()));
+        let input = tract_onnx::prelude::Tensor::from_shape(&[1, row.len()], &row).expect("tensor");
+        model
+            .run(tract_onnx::prelude::tvec!(input.into()))
+            .expect("run");
+        native_total.push(ms(t.elapsed()));
+    }
+    let p50 = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (wt, wf, nt, nf) = (
+        p50(&mut total),
+        p50(&mut features),
+        p50(&mut native_total),
+        p50(&mut native_features),
+    );
+    println!(
+        "POST /classify with a 451x300 PNG (detector v1) under wasmtime serve: p50 {wt:.2} ms end to \
+         end, of which features {wf:.2} ms; natively in-process: features {nf:.2} ms, features + \
+         tract {nt:.2} ms; features WebAssembly/native = {:.2}x",
+        wf / nf
     );
 }
 
