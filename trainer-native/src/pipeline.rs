@@ -60,6 +60,9 @@ pub struct Request<'a> {
     /// A baseline training set whose score the report shows next to the model's (images: the
     /// format-only features, which must score at chance).
     pub baseline: Option<Dataset>,
+    /// Each row's perceptual hash (image samples): no near-duplicate pair may straddle the
+    /// split between training and test rows.
+    pub phashes: Option<Vec<Option<u64>>>,
 }
 
 /// Everything a run produced, for the summary and for callers.
@@ -310,6 +313,29 @@ fn decide(
     }
 }
 
+/// Pairs (test row, training or validation row) whose perceptual hashes are within the
+/// near-duplicate threshold of ingestion.
+fn near_duplicates_across(
+    hashes: &[Option<u64>],
+    split: &crate::dataset::split::Split,
+) -> Vec<(usize, usize)> {
+    let near = crate::collect::images::NEAR_DUPLICATE_BITS;
+    let mut out = Vec::new();
+    for &t in &split.test {
+        let Some(a) = hashes.get(t).copied().flatten() else {
+            continue;
+        };
+        for &o in split.train.iter().chain(&split.val) {
+            if let Some(b) = hashes.get(o).copied().flatten()
+                && (a ^ b).count_ones() <= near
+            {
+                out.push((t, o));
+            }
+        }
+    }
+    out
+}
+
 /// Logistic regression on the baseline features, same split and seed: test accuracy and AUC,
 /// and the majority class's share of the test rows (what "chance" means here).
 fn baseline_score(b: &Dataset, cfg: &TrainConfig) -> anyhow::Result<serde_json::Value> {
@@ -381,7 +407,23 @@ pub async fn train_and_publish(
         &serde_json::to_vec(&artifacts.crosscheck)?,
     )?;
 
+    if let Some(hashes) = &req.phashes {
+        let straddling = near_duplicates_across(hashes, &outcome.split);
+        anyhow::ensure!(
+            straddling.is_empty(),
+            "{} near-duplicate pairs straddle the train/test split (rows {:?}): the test score \
+             would be inflated",
+            straddling.len(),
+            &straddling[..straddling.len().min(5)]
+        );
+    }
     let mut manifest = build_manifest(&req, &outcome, &artifacts, &gate, &run_id, drop)?;
+    if req.phashes.is_some() {
+        manifest
+            .metrics
+            .extra
+            .insert("near_duplicates_across_split".into(), json!(0));
+    }
     if let Some(b) = &req.baseline {
         let score = baseline_score(b, cfg)?;
         manifest
@@ -541,6 +583,9 @@ fn build_manifest(
     extra.insert("recall_weighted".into(), json!(t.recall_weighted));
     extra.insert("f1_weighted".into(), json!(t.f1_weighted));
     extra.insert("per_class".into(), json!(t.per_class));
+    if let Some(curve) = &t.roc_curve {
+        extra.insert("roc_curve".into(), json!(curve));
+    }
     extra.insert("int8_accuracy".into(), json!(a.int8_accuracy));
     extra.insert("int8_accuracy_drop".into(), json!(drop));
     extra.insert("tract_float_max_abs_diff".into(), json!(a.float_max_diff));

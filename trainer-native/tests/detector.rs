@@ -88,6 +88,10 @@ async fn the_detector_trains_honestly_and_classifies_images_in_webassembly() {
         "format-only features must score at chance: {base_acc} vs {chance}"
     );
     assert_eq!(baseline["roc_auc"].as_f64(), Some(0.5), "{baseline}");
+    assert_eq!(manifest["metrics"]["near_duplicates_across_split"], 0);
+    let curve = manifest["metrics"]["roc_curve"].as_array().unwrap();
+    assert!(curve.last().unwrap()["tpr"] == 1.0 && curve.last().unwrap()["fpr"] == 1.0);
+    assert!(manifest["metrics"]["confusion_matrix"].is_array());
     let accuracy = manifest["metrics"]["accuracy"].as_f64().unwrap();
     assert!(accuracy >= chance, "{accuracy} vs chance {chance}");
 

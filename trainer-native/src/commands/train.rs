@@ -141,6 +141,7 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
     config.validate()?;
     let mut snapshot_digest = None;
     let mut baseline = None;
+    let mut phashes = None;
     let (loaded, name, tags, pipeline) = match (args.modality, &args.sessions) {
         (Some(modality), Some(dir)) => {
             let data = sessions::load(dir, modality, args.user_id.as_deref(), Minimum::default())?;
@@ -180,6 +181,7 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
                     "features"
                 );
                 baseline = Some(crate::dataset::images::format_only(&reg, &snapshot, &data).await?);
+                phashes = Some(report.phashes.clone());
                 (data, vec![], vision::features::PIPELINE)
             } else {
                 let (data, files) = crate::collect::load_snapshot(&reg, &snapshot).await?;
@@ -221,6 +223,7 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         snapshot: snapshot_digest,
         job: None,
         baseline,
+        phashes,
     };
     let summary = pipeline::train_and_publish(&reg, request, &mut bars).await?;
     if let Some(bar) = &bars.epochs {

@@ -21,6 +21,9 @@ pub struct FeatureReport {
     pub cached: usize,
     /// Samples whose features were computed now (and cached).
     pub computed: usize,
+    /// Each row's perceptual hash, from the sample index, to check the split.
+    #[serde(skip)]
+    pub phashes: Vec<Option<u64>>,
 }
 
 /// True for a snapshot of image samples.
@@ -65,6 +68,12 @@ pub async fn load(reg: &Registry, snapshot: &Snapshot) -> anyhow::Result<(Datase
         labels
     );
     let names = vision::features::names();
+    let (index, _) = reg.sample_index(&snapshot.dataset).await?;
+    let phash_of: std::collections::BTreeMap<&str, u64> = index
+        .samples
+        .iter()
+        .filter_map(|s| Some((s.path.as_str(), u64::from_str_radix(&s.phash, 16).ok()?)))
+        .collect();
     let mut x = Array2::<f32>::zeros((snapshot.entries.len(), names.len()));
     let mut y = Vec::with_capacity(snapshot.entries.len());
     let mut report = FeatureReport::default();
@@ -102,6 +111,9 @@ pub async fn load(reg: &Registry, snapshot: &Snapshot) -> anyhow::Result<(Datase
             }
         };
         x.row_mut(row).assign(&ndarray::ArrayView1::from(&features));
+        report
+            .phashes
+            .push(phash_of.get(entry.path.as_str()).copied());
         let label = entry.label.as_deref().unwrap_or_default();
         y.push(
             labels

@@ -42,6 +42,9 @@ pub struct Report {
     pub f1_weighted: f64,
     /// ROC AUC: binary, or one-vs-rest macro over classes present.
     pub roc_auc: Option<f64>,
+    /// The ROC curve of a binary problem (class 1's probability), for plots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roc_curve: Option<Vec<RocPoint>>,
     /// Cross-entropy.
     pub log_loss: f64,
     /// Rows: true class; columns: predicted.
@@ -94,10 +97,57 @@ pub fn evaluate(proba: ArrayView2<f32>, y: &[usize], labels: &[String]) -> Repor
         recall_weighted: weighted(|c| c.recall),
         f1_weighted: weighted(|c| c.f1),
         roc_auc: roc_auc(proba, y),
+        roc_curve: (proba.ncols() == 2)
+            .then(|| roc_curve(proba.column(1).iter().copied(), y.iter().map(|&c| c == 1)))
+            .flatten(),
         log_loss: log_loss(proba, y) as f64,
         confusion_matrix: cm,
         per_class,
     }
+}
+
+/// A point of a ROC curve: predicting positive when the score is at least `threshold` gives
+/// these false and true positive rates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RocPoint {
+    /// The score threshold.
+    pub threshold: f32,
+    /// False positive rate.
+    pub fpr: f64,
+    /// True positive rate.
+    pub tpr: f64,
+}
+
+/// The ROC curve: one point per distinct score, highest first (the curve starts at (0, 0),
+/// which is left out). `None` without both positive and negative rows.
+pub fn roc_curve(
+    scores: impl Iterator<Item = f32>,
+    positive: impl Iterator<Item = bool>,
+) -> Option<Vec<RocPoint>> {
+    let mut pairs: Vec<(f32, bool)> = scores.zip(positive).collect();
+    let n_pos = pairs.iter().filter(|(_, p)| *p).count();
+    let n_neg = pairs.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut points = Vec::new();
+    for (i, (score, pos)) in pairs.iter().enumerate() {
+        if *pos {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        if pairs.get(i + 1).is_none_or(|next| next.0 != *score) {
+            points.push(RocPoint {
+                threshold: *score,
+                fpr: fp as f64 / n_neg as f64,
+                tpr: tp as f64 / n_pos as f64,
+            });
+        }
+    }
+    Some(points)
 }
 
 /// ROC AUC: for two classes, of class 1's probability; for more, the macro mean of one-vs-rest
@@ -154,6 +204,12 @@ mod tests {
         let labels = vec!["neg".to_string(), "pos".to_string()];
         let r = evaluate(p.view(), &y, &labels);
         assert!((r.roc_auc.unwrap() - 0.75).abs() < 1e-12);
+        // scikit-learn's roc_curve on the same scores: fpr 0 0 .5 .5 1, tpr 0 .5 .5 1 1.
+        let curve = r.roc_curve.as_ref().unwrap();
+        let fpr: Vec<f64> = curve.iter().map(|p| p.fpr).collect();
+        let tpr: Vec<f64> = curve.iter().map(|p| p.tpr).collect();
+        assert_eq!(fpr, [0.0, 0.5, 0.5, 1.0]);
+        assert_eq!(tpr, [0.5, 0.5, 1.0, 1.0]);
         assert_eq!(r.confusion_matrix, vec![vec![2, 0], vec![1, 1]]);
         assert!((r.accuracy - 0.75).abs() < 1e-12);
         assert!((r.per_class[1].precision - 1.0).abs() < 1e-12);

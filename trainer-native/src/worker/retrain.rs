@@ -156,9 +156,11 @@ async fn train_one(
         snapshot.entries.len()
     ));
     let mut baseline = None;
+    let mut phashes = None;
     let (data, files, pipeline) = if crate::dataset::images::is_image_snapshot(&snapshot) {
         let (data, report) = crate::dataset::images::load(reg, &snapshot).await?;
         baseline = Some(crate::dataset::images::format_only(reg, &snapshot, &data).await?);
+        phashes = Some(report.phashes.clone());
         ctx.log.line(format!(
             "{name}: features of {} samples ({} cached, {} computed)",
             data.len(),
@@ -191,6 +193,7 @@ async fn train_one(
         snapshot: Some(snapshot.digest),
         job: Some(ctx.job.id),
         baseline,
+        phashes,
     };
     let summary = pipeline::train_and_publish(reg, request, &mut LogObserver(&ctx.log)).await?;
     ctx.log.line(format!(
