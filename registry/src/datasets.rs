@@ -157,6 +157,26 @@ impl Registry {
             entries,
         };
         let bytes = serde_json::to_vec_pretty(&snapshot).expect("serializes");
+        // The catalog entry first: a dataset with a snapshot is always in the catalog. A
+        // registry from before the catalog gets its existing datasets entered once.
+        if self.store().list(layout::DATASET_CATALOG).await?.is_empty() {
+            for name in self.scan_datasets().await? {
+                self.store()
+                    .put(
+                        &layout::dataset_catalog_entry(&name),
+                        Bytes::new(),
+                        PutMode::Overwrite,
+                    )
+                    .await?;
+            }
+        }
+        self.store()
+            .put(
+                &layout::dataset_catalog_entry(dataset),
+                Bytes::new(),
+                PutMode::Overwrite,
+            )
+            .await?;
         self.store()
             .put(
                 &layout::snapshot(dataset, &id)?,
@@ -182,8 +202,24 @@ impl Registry {
         parse(key, &object.bytes).map(Some)
     }
 
-    /// Datasets that have at least one snapshot, sorted.
+    /// Datasets that have at least one snapshot, sorted: from the catalog, or for a registry
+    /// written before it existed, by listing every dataset object.
     pub async fn datasets(&self) -> Result<Vec<DatasetName>, Error> {
+        let catalog = self.store().list(layout::DATASET_CATALOG).await?;
+        if !catalog.is_empty() {
+            let mut names: Vec<DatasetName> = catalog
+                .iter()
+                .filter_map(|k| k.as_str().strip_prefix(layout::DATASET_CATALOG))
+                .filter_map(|n| DatasetName::new(n).ok())
+                .collect();
+            names.sort();
+            return Ok(names);
+        }
+        self.scan_datasets().await
+    }
+
+    /// Datasets with a snapshot, found by listing every dataset object.
+    async fn scan_datasets(&self) -> Result<Vec<DatasetName>, Error> {
         let keys = self.store().list("datasets/").await?;
         let mut names: Vec<DatasetName> = keys
             .iter()
@@ -240,6 +276,15 @@ mod tests {
         assert!(created);
         assert_ne!(b.digest, a.digest);
         assert_eq!(reg.latest_snapshot(&ds).await.unwrap().unwrap(), b);
-        assert_eq!(reg.datasets().await.unwrap(), vec![ds]);
+        assert_eq!(reg.datasets().await.unwrap(), vec![ds.clone()]);
+        assert_eq!(
+            reg.store()
+                .list(layout::DATASET_CATALOG)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "found through the catalog"
+        );
     }
 }

@@ -115,6 +115,15 @@ pub fn history_entry(name: &ModelName, run_id: &str) -> Result<Key, NameError> {
     Ok(Key(format!("{}{run}.json", history_prefix(name))))
 }
 
+/// Folder of the dataset catalog: an empty object per dataset that has a snapshot, so finding
+/// the datasets does not list every sample.
+pub const DATASET_CATALOG: &str = "catalog/datasets/";
+
+/// `catalog/datasets/<dataset>`.
+pub fn dataset_catalog_entry(dataset: &DatasetName) -> Key {
+    Key(format!("{DATASET_CATALOG}{dataset}"))
+}
+
 /// Folder of a dataset's snapshots.
 pub fn snapshots_prefix(dataset: &DatasetName) -> String {
     format!("datasets/{dataset}/snapshots/")
