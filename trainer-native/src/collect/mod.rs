@@ -318,3 +318,52 @@ pub async fn load_snapshot(
         vec![(CSV_ENTRY.into(), csv), (SCHEMA_ENTRY.into(), schema_bytes)],
     ))
 }
+
+/// A snapshot made ready to train on: the data, the raw files to keep in the run folder, the
+/// feature pipeline, and for images the format-only baseline and each row's perceptual hash.
+pub struct TrainingSet {
+    /// The data.
+    pub data: Dataset,
+    /// Raw dataset files for the run folder (tabular only).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Feature pipeline (name, version).
+    pub pipeline: (&'static str, u32),
+    /// The format-only baseline (images).
+    pub baseline: Option<Dataset>,
+    /// Each row's perceptual hash (images).
+    pub phashes: Option<Vec<Option<u64>>>,
+    /// One line on where the features came from (images).
+    pub note: Option<String>,
+}
+
+/// Loads any snapshot (tabular files, or image samples with their cached features).
+pub async fn training_set(reg: &Registry, snapshot: &Snapshot) -> anyhow::Result<TrainingSet> {
+    use crate::dataset::images;
+    if !images::is_image_snapshot(snapshot) {
+        let (data, files) = load_snapshot(reg, snapshot).await?;
+        return Ok(TrainingSet {
+            data,
+            files,
+            pipeline: crate::pipeline::TABULAR_PIPELINE,
+            baseline: None,
+            phashes: None,
+            note: None,
+        });
+    }
+    let (data, report) = images::load(reg, snapshot).await?;
+    let baseline = images::format_only(reg, snapshot, &data).await?;
+    let note = format!(
+        "features of {} samples ({} cached, {} computed)",
+        data.len(),
+        report.cached,
+        report.computed
+    );
+    Ok(TrainingSet {
+        data,
+        files: Vec::new(),
+        pipeline: vision::features::PIPELINE,
+        baseline: Some(baseline),
+        phashes: Some(report.phashes),
+        note: Some(note),
+    })
+}

@@ -173,20 +173,13 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
             let snapshot = reg.latest_snapshot(&name).await?.with_context(|| {
                 format!("dataset {name} has no snapshot: ingest or scrape it first")
             })?;
-            let (data, files, pipeline) = if crate::dataset::images::is_image_snapshot(&snapshot) {
-                let (data, report) = crate::dataset::images::load(&reg, &snapshot).await?;
-                tracing::info!(
-                    cached = report.cached,
-                    computed = report.computed,
-                    "features"
-                );
-                baseline = Some(crate::dataset::images::format_only(&reg, &snapshot, &data).await?);
-                phashes = Some(report.phashes.clone());
-                (data, vec![], vision::features::PIPELINE)
-            } else {
-                let (data, files) = crate::collect::load_snapshot(&reg, &snapshot).await?;
-                (data, files, pipeline::TABULAR_PIPELINE)
-            };
+            let set = crate::collect::training_set(&reg, &snapshot).await?;
+            if let Some(note) = &set.note {
+                tracing::info!("{note}");
+            }
+            baseline = set.baseline;
+            phashes = set.phashes;
+            let (data, files, pipeline) = (set.data, set.files, set.pipeline);
             snapshot_digest = Some(snapshot.digest);
             let model = ModelName::new(args.model.clone().unwrap_or_else(|| name.to_string()))
                 .context("choose a model name with --model")?;

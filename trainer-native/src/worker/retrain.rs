@@ -155,23 +155,18 @@ async fn train_one(
         snapshot.id,
         snapshot.entries.len()
     ));
-    let mut baseline = None;
-    let mut phashes = None;
-    let (data, files, pipeline) = if crate::dataset::images::is_image_snapshot(&snapshot) {
-        let (data, report) = crate::dataset::images::load(reg, &snapshot).await?;
-        baseline = Some(crate::dataset::images::format_only(reg, &snapshot, &data).await?);
-        phashes = Some(report.phashes.clone());
-        ctx.log.line(format!(
-            "{name}: features of {} samples ({} cached, {} computed)",
-            data.len(),
-            report.cached,
-            report.computed
-        ));
-        (data, Vec::new(), vision::features::PIPELINE)
-    } else {
-        let (data, files) = collect::load_snapshot(reg, &snapshot).await?;
-        (data, files, pipeline::TABULAR_PIPELINE)
-    };
+    let set = collect::training_set(reg, &snapshot).await?;
+    if let Some(note) = &set.note {
+        ctx.log.line(format!("{name}: {note}"));
+    }
+    let collect::TrainingSet {
+        data,
+        files,
+        pipeline,
+        baseline,
+        phashes,
+        ..
+    } = set;
     let mut config = params.config.clone().unwrap_or_default();
     if let Some(f) = params.family {
         config.model.family = f;
