@@ -2,7 +2,10 @@
 //! - SHA-256 throughput of `Digest` against `openssl speed -evp sha256` on the same machine;
 //! - one publish (3 blobs + manifest + index) against each store, with its store round trips;
 //! - job claims by 1, 4 and 8 concurrent workers: claim latency, jobs per second, store round
-//!   trips per job and claim races lost.
+//!   trips per job and claim races lost;
+//! - garbage collection of a registry of 10,000 blobs (half of them referenced): time, objects
+//!   scanned per second, store round trips;
+//! - the deterministic simulation: seeds explored per second on one core.
 //!
 //! Run with `scripts/bench`, which starts the moto S3 server; without it the S3 row is skipped.
 
@@ -23,6 +26,84 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(publish_round_trips());
     runtime.block_on(claim_throughput());
+    runtime.block_on(gc_throughput());
+    simulation_rate();
+}
+
+/// A registry of 10,000 blobs: 100 versions of 50 blobs each reference half, the other half is
+/// unreferenced and old; one collection with a zero grace period frees those.
+async fn gc_throughput() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (label, inner) in stores(dir.path()) {
+        let counting = Counting::new(inner);
+        let reg = Registry::open(counting.clone(), WritePolicy::Concurrent)
+            .await
+            .expect("open");
+        let setup = Instant::now();
+        for v in 0..100 {
+            let payloads: Vec<Vec<u8>> = (0..50)
+                .map(|i| format!("blob {v} {i}").into_bytes())
+                .collect();
+            let files: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let (m, blobs) = sample("gcbench", &files);
+            reg.publish(m, &blobs, VersionChoice::Next)
+                .await
+                .expect("publish");
+            let orphans: Vec<(String, Bytes)> = (0..50)
+                .map(|i| {
+                    (
+                        format!("orphan {v} {i}"),
+                        Bytes::from(format!("orphan {v} {i}")),
+                    )
+                })
+                .collect();
+            for (_, bytes) in orphans {
+                let key = registry::layout::blob(&Digest::of(&bytes));
+                counting
+                    .put(&key, bytes, registry::store::PutMode::Create)
+                    .await
+                    .expect("orphan");
+            }
+        }
+        let setup = setup.elapsed().as_secs_f64();
+        let opts = registry::gc::GcOptions {
+            keep_last: None,
+            grace: Duration::ZERO,
+            dry_run: false,
+        };
+        let before = counting.calls();
+        let started = Instant::now();
+        let report = reg.collect_garbage(&opts).await.expect("gc");
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "gc {label}: {} objects scanned in {secs:.2} s ({:.0} objects/s), freed {} objects \
+             ({} bytes), {} store round trips (set-up {setup:.1} s)",
+            report.scanned,
+            report.scanned as f64 / secs,
+            report.total().objects,
+            report.total().bytes,
+            counting.calls() - before
+        );
+    }
+}
+
+/// Seeds of the deterministic simulation explored per second on one core.
+fn simulation_rate() {
+    let started = Instant::now();
+    let mut seeds = 0u64;
+    let mut faults = 0u64;
+    while started.elapsed() < Duration::from_secs(10) {
+        let o = registry::sim::run(seeds);
+        faults += o.faults.values().sum::<u64>();
+        assert!(o.violations.is_empty(), "seed {seeds}: {:?}", o.violations);
+        seeds += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "simulation: {seeds} seeds in {secs:.1} s on one core ({:.0} seeds/s, {:.0} faults/s)",
+        seeds as f64 / secs,
+        faults as f64 / secs
+    );
 }
 
 fn sha256_throughput() {

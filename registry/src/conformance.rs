@@ -14,7 +14,11 @@ use bytes::Bytes;
 use crate::layout::{self, Key};
 use crate::manifest::{self, Artifact, Manifest};
 use crate::names::{Alias, ModelName, Version};
-use crate::store::{ConditionalWrites, ETag, Object, PutMode, Store, StoreError, probe};
+use crate::store::{
+    ConditionalWrites, ETag, Object, ObjectMeta, PutMode, Store, StoreError, probe,
+};
+
+pub use crate::sim::fault::{FaultKind, FaultPlan, FaultRule, FaultStore, OpKind};
 use crate::{ArtifactCheck, Error, Registry, VersionChoice, WritePolicy};
 
 /// Something that makes fresh, empty stores.
@@ -49,8 +53,8 @@ impl Counting {
     }
 }
 
-/// Fails the `n`th call (0-based; probe calls excluded) with a backend error, as a crash or a
-/// network fault at that point would.
+/// Fails the `n`th call (0-based; probe calls excluded) and every call after it with a backend
+/// error, as a crash at that point would (a single failure is retried by the registry).
 #[derive(Debug)]
 pub struct FailNth {
     inner: Arc<dyn Store>,
@@ -72,7 +76,7 @@ impl FailNth {
         if key.starts_with("_probe/") {
             return Ok(());
         }
-        if self.calls.fetch_add(1, Ordering::SeqCst) == self.n {
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.n {
             return Err(StoreError::backend(
                 op,
                 &Key::from_store(key.to_owned()),
@@ -101,6 +105,10 @@ impl Store for Counting {
         self.tick(prefix);
         self.inner.list(prefix).await
     }
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.tick(prefix);
+        self.inner.list_meta(prefix).await
+    }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.tick(key.as_str());
         self.inner.delete(key).await
@@ -124,6 +132,10 @@ impl Store for FailNth {
         self.check("list", prefix)?;
         self.inner.list(prefix).await
     }
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.check("list", prefix)?;
+        self.inner.list_meta(prefix).await
+    }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.check("delete", key.as_str())?;
         self.inner.delete(key).await
@@ -143,6 +155,9 @@ impl Store for IgnoreConditions {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
         self.0.list(prefix).await
+    }
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.0.list_meta(prefix).await
     }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.0.delete(key).await
@@ -654,5 +669,288 @@ pub async fn user_lookup_falls_back_to_the_default(make: &dyn StoreFactory) {
         reg.lookup_user("gesture", "u1", &Alias::production())
             .await
             .is_err()
+    );
+}
+
+/// On a store that ignores conditional writes, every write path of a registry opened for
+/// concurrent writers is refused with the same error, and nothing reaches the store.
+pub async fn every_write_path_refuses_an_unsafe_store(make: &dyn StoreFactory) {
+    use crate::jobs::JobKind;
+    use crate::layout::DatasetName;
+    use crate::schedule::Schedule;
+
+    let store = make();
+    let reg = Registry::open(store.clone(), WritePolicy::Concurrent)
+        .await
+        .unwrap();
+    let ds = DatasetName::new("photos").unwrap();
+    let name = model("unsafe");
+    let unsafe_error = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::UnsafeStore { .. }) => {}
+        other => panic!("{what}: expected the unsafe-store refusal, got {other:?}"),
+    };
+    let (m, f) = sample("unsafe", &[b"w"]);
+    unsafe_error(
+        "publish",
+        reg.publish(m, &f, VersionChoice::Next).await.map(drop),
+    );
+    unsafe_error(
+        "enqueue",
+        reg.enqueue(JobKind::Train, Default::default(), "t")
+            .await
+            .map(drop),
+    );
+    unsafe_error(
+        "claim",
+        reg.claim_next(
+            &crate::jobs::ClaimOptions {
+                owner: "w".into(),
+                lease: std::time::Duration::from_secs(60),
+                max_attempts: 1,
+            },
+            &mut Default::default(),
+        )
+        .await
+        .map(drop),
+    );
+    unsafe_error(
+        "schedule",
+        reg.init_schedule(&Schedule::defaults()).await.map(drop),
+    );
+    unsafe_error(
+        "enqueue_due",
+        reg.enqueue_due(&Schedule::defaults(), chrono::Utc::now())
+            .await
+            .map(drop),
+    );
+    unsafe_error(
+        "add_samples",
+        reg.add_samples(&ds, Vec::new(), 6).await.map(drop),
+    );
+    unsafe_error(
+        "put_pending",
+        reg.put_pending(&ds, Bytes::from_static(b"x"), &serde_json::json!({}))
+            .await
+            .map(drop),
+    );
+    unsafe_error("snapshot", reg.snapshot_samples(&ds, None).await.map(drop));
+    let entry = crate::history::HistoryEntry {
+        run_id: "run_1".into(),
+        at: chrono::Utc::now(),
+        model: name.clone(),
+        version: None,
+        dataset: None,
+        snapshot: None,
+        accuracy: None,
+        f1_macro: None,
+        roc_auc: None,
+        int8_accuracy: None,
+        decision: crate::history::Decision::Skipped,
+        reason: String::new(),
+        job: None,
+    };
+    unsafe_error("history", reg.append_history(&entry).await);
+    unsafe_error(
+        "run record",
+        reg.put_run_file("run_1", "record.json", Bytes::from_static(b"{}"))
+            .await
+            .map(drop),
+    );
+    unsafe_error(
+        "gc",
+        reg.collect_garbage(&crate::gc::GcOptions::default())
+            .await
+            .map(drop),
+    );
+    let written: Vec<Key> = store
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| !k.as_str().starts_with("_probe/"))
+        .collect();
+    assert!(written.is_empty(), "nothing written: {written:?}");
+}
+
+/// A collection with retention frees exactly what nothing references: blobs of retired
+/// versions and unreferenced blobs, orphan manifests, sample files no index lists; it keeps
+/// aliased versions, the newest N, snapshots' blobs and indexed samples; a dry run changes
+/// nothing; a second run finds nothing.
+pub async fn garbage_collection_frees_only_the_unreachable(make: &dyn StoreFactory) {
+    use crate::gc::GcOptions;
+    use crate::layout::DatasetName;
+
+    let store = make();
+    let reg = writer(store.clone()).await;
+    let name = model("gc");
+    for i in 0..5 {
+        let payload = format!("weights {i}");
+        let (m, f) = sample("gc", &[payload.as_bytes(), b"shared labels"]);
+        reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    }
+    reg.promote(&name, &Alias::production(), &Version::numbered(1))
+        .await
+        .unwrap();
+    // Unreferenced: a blob nobody lists, and an orphan manifest (a publish that died).
+    let stray = Bytes::from_static(b"stray blob");
+    store
+        .put(
+            &layout::blob(&crate::Digest::of(&stray)),
+            stray,
+            PutMode::Create,
+        )
+        .await
+        .unwrap();
+    let (mut orphan, _) = sample("gc", &[b"never indexed"]);
+    orphan.version = Version::numbered(9);
+    store
+        .put(
+            &layout::manifest(&name, &orphan.version),
+            orphan.to_bytes().into(),
+            PutMode::Create,
+        )
+        .await
+        .unwrap();
+    let ds = DatasetName::new("files").unwrap();
+    reg.snapshot_files(
+        &ds,
+        vec![crate::datasets::NewFile {
+            path: "data.csv".into(),
+            bytes: Bytes::from_static(b"a,b\n1,2\n"),
+            label: None,
+        }],
+        None,
+    )
+    .await
+    .unwrap();
+    let stray_sample = Key::from_store("datasets/photos/images/2026/01/01/x.jpg".into());
+    store
+        .put(&stray_sample, Bytes::from_static(b"jpeg"), PutMode::Create)
+        .await
+        .unwrap();
+    let before = store.list("").await.unwrap();
+
+    let opts = GcOptions {
+        keep_last: Some(2),
+        grace: std::time::Duration::ZERO,
+        dry_run: true,
+    };
+    let dry = reg.collect_garbage(&opts).await.unwrap();
+    assert_eq!(
+        store.list("").await.unwrap(),
+        before,
+        "a dry run changes nothing"
+    );
+    assert_eq!(
+        dry.retired,
+        vec!["gc v2", "gc v3"],
+        "v1 is aliased, v4 and v5 newest"
+    );
+    let report = reg
+        .collect_garbage(&GcOptions {
+            dry_run: false,
+            ..opts
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report.total(),
+        dry.total(),
+        "the dry run said what would go"
+    );
+    let freed = |kind: &str| report.freed.get(kind).map_or(0, |f| f.objects);
+    assert_eq!(
+        freed("blobs"),
+        3,
+        "v2's and v3's weights and the stray blob"
+    );
+    assert_eq!(freed("manifests"), 3, "v2, v3 and the orphan v9");
+    assert_eq!(freed("samples"), 1);
+    let index = reg.index(&name).await.unwrap();
+    let kept: Vec<String> = index
+        .versions
+        .iter()
+        .map(|e| e.version.to_string())
+        .collect();
+    assert_eq!(kept, ["v1", "v4", "v5"]);
+    for v in [1, 4, 5] {
+        assert!(
+            reg.verify(&name, &Version::numbered(v))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+    }
+    let snapshot = reg.latest_snapshot(&ds).await.unwrap().unwrap();
+    assert!(
+        reg.blob(&snapshot.entries[0].digest).await.is_ok(),
+        "snapshot blobs kept"
+    );
+    let (m, f) = sample("gc", &[b"after retention"]);
+    let next = reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    assert_eq!(
+        next.manifest.version,
+        Version::numbered(6),
+        "after v5 (v2 and v3 retired, v9 never published)"
+    );
+    let (m, f) = sample("gc", &[b"exact retired"]);
+    assert!(matches!(
+        reg.publish(m, &f, VersionChoice::Exact(Version::numbered(2)))
+            .await,
+        Err(Error::VersionExists { .. })
+    ));
+    let again = reg
+        .collect_garbage(&GcOptions {
+            keep_last: None,
+            grace: std::time::Duration::ZERO,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.total().objects, 0, "nothing left to free: {again:?}");
+    assert!(
+        store.list(layout::GC_LOCKS).await.unwrap().is_empty(),
+        "lock removed"
+    );
+}
+
+/// A promotion whose index write is applied but answered with a conflict reports the version
+/// the alias pointed at before, not the one it moved to.
+pub async fn promote_reports_the_previous_version_after_a_lost_answer(make: &dyn StoreFactory) {
+    use crate::sim::fault::{FaultPlan, FaultRule, FaultStore, OpKind};
+
+    let store = make();
+    let reg = writer(store.clone()).await;
+    let name = model("promote");
+    for i in 0..2 {
+        let payload = format!("w{i}");
+        let (m, f) = sample("promote", &[payload.as_bytes()]);
+        reg.publish(m, &f, VersionChoice::Next).await.unwrap();
+    }
+    reg.promote(&name, &Alias::production(), &Version::numbered(1))
+        .await
+        .unwrap();
+    let plan = FaultPlan {
+        rules: vec![FaultRule {
+            ops: vec![OpKind::PutIfMatch],
+            key_prefix: "models/".into(),
+            fail_before: 0.0,
+            applied_then_error: 0.0,
+            applied_then_conflict: 1.0,
+            delay: 0.0,
+        }],
+        max_delay: std::time::Duration::ZERO,
+    };
+    let faulty = Arc::new(FaultStore::new(store, plan, 7));
+    let reg = writer(faulty.clone()).await;
+    let previous = reg
+        .promote(&name, &Alias::production(), &Version::numbered(2))
+        .await
+        .unwrap();
+    assert_eq!(previous, Some(Version::numbered(1)));
+    assert_eq!(faulty.injected().values().sum::<u64>(), 1);
+    assert_eq!(
+        reg.index(&name).await.unwrap().alias(&Alias::production()),
+        Some(&Version::numbered(2))
     );
 }

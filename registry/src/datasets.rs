@@ -105,6 +105,7 @@ impl Registry {
         files: Vec<NewFile>,
         source: Option<String>,
     ) -> Result<(Snapshot, bool), Error> {
+        self.check_writable()?;
         let entries: Vec<SnapshotEntry> = files
             .iter()
             .map(|f| SnapshotEntry {
@@ -119,10 +120,22 @@ impl Registry {
         {
             return Ok((latest, false));
         }
-        self.put_blobs(files.into_iter().map(|f| (Digest::of(&f.bytes), f.bytes)))
+        let reused = self
+            .put_blobs(files.into_iter().map(|f| (Digest::of(&f.bytes), f.bytes)))
             .await?;
-        self.snapshot_entries(dataset, entries, SnapshotLayout::Blobs, source)
-            .await
+        let intent = self
+            .protect_reused(
+                reused
+                    .into_iter()
+                    .map(|(d, b)| (layout::blob(&d), b))
+                    .collect(),
+            )
+            .await?;
+        let snapshot = self
+            .snapshot_entries(dataset, entries, SnapshotLayout::Blobs, source)
+            .await;
+        self.release(intent).await;
+        snapshot
     }
 
     /// Writes a snapshot of entries whose bytes are already stored, unless the newest snapshot
@@ -134,6 +147,7 @@ impl Registry {
         storage: SnapshotLayout,
         source: Option<String>,
     ) -> Result<(Snapshot, bool), Error> {
+        self.check_writable()?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         let digest = Snapshot::digest_of(&entries);
         if let Some(latest) = self.latest_snapshot(dataset).await?
@@ -141,7 +155,7 @@ impl Registry {
         {
             return Ok((latest, false));
         }
-        let created_at = Utc::now();
+        let created_at = self.now();
         let id = format!(
             "{}-{}",
             created_at.format("%Y%m%dT%H%M%S%3fZ"),
@@ -159,44 +173,33 @@ impl Registry {
         let bytes = serde_json::to_vec_pretty(&snapshot).expect("serializes");
         // The catalog entry first: a dataset with a snapshot is always in the catalog. A
         // registry from before the catalog gets its existing datasets entered once.
-        if self.store().list(layout::DATASET_CATALOG).await?.is_empty() {
-            for name in self.scan_datasets().await? {
-                self.store()
-                    .put(
-                        &layout::dataset_catalog_entry(&name),
-                        Bytes::new(),
-                        PutMode::Overwrite,
-                    )
-                    .await?;
-            }
-        }
-        self.store()
-            .put(
-                &layout::dataset_catalog_entry(dataset),
-                Bytes::new(),
-                PutMode::Overwrite,
-            )
+        let catalog = self
+            .retrying(|| self.store().list(layout::DATASET_CATALOG))
             .await?;
-        self.store()
-            .put(
-                &layout::snapshot(dataset, &id)?,
-                Bytes::from(bytes),
-                PutMode::Create,
-            )
+        let mut names = if catalog.is_empty() {
+            self.scan_datasets().await?
+        } else {
+            Vec::new()
+        };
+        names.push(dataset.clone());
+        for name in names {
+            let key = layout::dataset_catalog_entry(&name);
+            self.retrying(|| self.store().put(&key, Bytes::new(), PutMode::Overwrite))
+                .await?;
+        }
+        self.create_or_adopt(&layout::snapshot(dataset, &id)?, Bytes::from(bytes))
             .await?;
         Ok((snapshot, true))
     }
 
     /// The newest snapshot of `dataset`, if any.
     pub async fn latest_snapshot(&self, dataset: &DatasetName) -> Result<Option<Snapshot>, Error> {
-        let keys = self
-            .store()
-            .list(&layout::snapshots_prefix(dataset))
-            .await?;
+        let prefix = layout::snapshots_prefix(dataset);
+        let keys = self.retrying(|| self.store().list(&prefix)).await?;
         let Some(key) = keys.iter().rfind(|k| k.as_str().ends_with(".json")) else {
             return Ok(None);
         };
-        let Some(object) = self.store().get(key).await? else {
+        let Some(object) = self.get_retrying(key).await? else {
             return Ok(None);
         };
         parse(key, &object.bytes).map(Some)
@@ -252,7 +255,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_snapshot_is_taken_only_when_content_changes() {
-        let reg = Registry::read_only(Arc::new(ObjectStoreBackend::in_memory()));
+        let reg = Registry::open(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            crate::WritePolicy::Concurrent,
+        )
+        .await
+        .unwrap();
         let ds = DatasetName::new("iris").unwrap();
         assert!(reg.latest_snapshot(&ds).await.unwrap().is_none());
         let (a, created) = reg

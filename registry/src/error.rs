@@ -40,6 +40,22 @@ pub enum Error {
         /// The version taken.
         version: Version,
     },
+    /// A conditional promotion found the alias moved since the decision was taken.
+    #[error(
+        "{alias} of model {name} moved to {} while this version was gated against {}; decide again",
+        actual.as_ref().map_or("nothing".to_owned(), ToString::to_string),
+        expected.as_ref().map_or("nothing".to_owned(), ToString::to_string)
+    )]
+    AliasMoved {
+        /// The model.
+        name: ModelName,
+        /// The alias.
+        alias: Alias,
+        /// Where the decision saw it.
+        expected: Option<Version>,
+        /// Where it points now.
+        actual: Option<Version>,
+    },
     /// Other writers kept winning the compare-and-swap.
     #[error("{key} kept changing while we updated it ({attempts} attempts); retry later")]
     Conflict {
@@ -92,8 +108,8 @@ pub enum Error {
         /// The file's digest.
         digest: Digest,
     },
-    /// The registry was opened read-only.
-    #[error("registry opened read-only")]
+    /// The registry was opened read-only (or only for adding job requests and uploads).
+    #[error("registry opened read-only for this kind of write")]
     ReadOnly,
     /// The store ignores conditional writes, so concurrent writers could lose versions.
     #[error(

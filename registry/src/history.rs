@@ -1,6 +1,8 @@
-//! A model's performance history (`models/<name>/history/<run-id>.json`): one small object per
-//! training run, written create-only (so concurrent runs never contend), read back in time order
-//! by the CLI and `/metrics`.
+//! A model's performance history (`models/<name>/history/<time>_<run-id>.json`): one small object
+//! per training run, written create-only (so concurrent runs never contend), read back in time
+//! order by the CLI and `/metrics`. The key starts with the entry's time, so the newest entries
+//! are the last listed whatever the run ids look like; keys from before that (`<run-id>.json`)
+//! are read too.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -11,7 +13,6 @@ use crate::error::Error;
 use crate::layout;
 use crate::names::ModelName;
 use crate::registry::{Registry, parse};
-use crate::store::PutMode;
 
 /// What a run decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,37 +68,76 @@ pub struct HistoryEntry {
 }
 
 impl Registry {
-    /// Appends `entry` to its model's history.
+    /// Appends `entry` to its model's history. Appending the same entry again (a retry whose
+    /// first answer was lost) is not an error; another entry for the same run and time is.
     pub async fn append_history(&self, entry: &HistoryEntry) -> Result<(), Error> {
-        let key = layout::history_entry(&entry.model, &entry.run_id)?;
+        self.check_writable()?;
+        let key = layout::history_entry(&entry.model, entry.at, &entry.run_id)?;
         let bytes = serde_json::to_vec_pretty(entry).expect("serializes");
-        self.store()
-            .put(&key, Bytes::from(bytes), PutMode::Create)
-            .await?;
+        self.create_or_adopt(&key, Bytes::from(bytes)).await?;
         Ok(())
     }
 
-    /// The last `limit` runs of `model` (all with `None`), oldest first.
+    /// The last `limit` runs of `model` by time (all with `None`), oldest first.
     pub async fn history(
         &self,
         model: &ModelName,
         limit: Option<usize>,
     ) -> Result<Vec<HistoryEntry>, Error> {
-        let keys = self.store().list(&layout::history_prefix(model)).await?;
-        let skip = limit.map_or(0, |n| keys.len().saturating_sub(n));
-        let reads = keys[skip..].iter().map(|key| async move {
-            let object = self.store().get(key).await?;
-            object
-                .map(|o| parse::<HistoryEntry>(key, &o.bytes))
-                .transpose()
-        });
+        let prefix = layout::history_prefix(model);
+        let keys = self.retrying(|| self.store().list(&prefix)).await?;
+        // Timed keys sort by time; the few from before them are always read.
+        let (timed, legacy): (Vec<_>, Vec<_>) = keys
+            .iter()
+            .partition(|k| layout::history_key_is_timed(model, k));
+        let skip = limit.map_or(0, |n| timed.len().saturating_sub(n));
+        let reads = legacy
+            .into_iter()
+            .chain(timed.into_iter().skip(skip))
+            .map(|key| async move {
+                let object = self.get_retrying(key).await?;
+                object
+                    .map(|o| parse::<HistoryEntry>(key, &o.bytes))
+                    .transpose()
+            });
         let mut entries: Vec<HistoryEntry> = futures::future::try_join_all(reads)
             .await?
             .into_iter()
             .flatten()
             .collect();
         entries.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.run_id.cmp(&b.run_id)));
+        if let Some(n) = limit {
+            entries.drain(..entries.len().saturating_sub(n));
+        }
         Ok(entries)
+    }
+
+    /// Stores one file of a run's record (`runs/<run-id>/<file>`), create-only; the same bytes
+    /// again are a retry, not an error. Returns the key.
+    pub async fn put_run_file(
+        &self,
+        run_id: &str,
+        file: &str,
+        bytes: Bytes,
+    ) -> Result<crate::layout::Key, Error> {
+        self.check_writable()?;
+        let key = layout::run_object(run_id, &[file])?;
+        self.create_or_adopt(&key, bytes).await?;
+        Ok(key)
+    }
+
+    /// The dataset snapshot the model's newest version was trained on (`latest`'s lineage):
+    /// what a retraining compares with to skip a run on unchanged data. However many runs were
+    /// skipped since, this stays one index and one manifest read.
+    pub async fn last_trained_snapshot(
+        &self,
+        model: &ModelName,
+    ) -> Result<Option<(crate::Version, Digest)>, Error> {
+        match self.by_alias(model, &crate::Alias::latest()).await {
+            Ok(m) => Ok(m.dataset.snapshot.map(|s| (m.version, s))),
+            Err(Error::ModelNotFound { .. } | Error::AliasNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -109,7 +149,12 @@ mod tests {
 
     #[tokio::test]
     async fn history_reads_back_in_time_order_and_limits() {
-        let reg = Registry::read_only(Arc::new(ObjectStoreBackend::in_memory()));
+        let reg = Registry::open(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            crate::WritePolicy::Concurrent,
+        )
+        .await
+        .unwrap();
         let model = ModelName::new("iris").unwrap();
         let t0 = Utc::now();
         for (i, run) in ["run_b", "run_a", "run_c"].iter().enumerate() {
@@ -129,8 +174,13 @@ mod tests {
                 job: None,
             };
             reg.append_history(&entry).await.unwrap();
+            reg.append_history(&entry)
+                .await
+                .expect("the same entry again is a retry, not an error");
+            let mut other = entry.clone();
+            other.reason = "different".into();
             assert!(
-                reg.append_history(&entry).await.is_err(),
+                reg.append_history(&other).await.is_err(),
                 "create-only: a run is recorded once"
             );
         }
@@ -140,5 +190,55 @@ mod tests {
         assert_eq!(reg.history(&model, Some(1)).await.unwrap().len(), 1);
         let json = serde_json::to_value(&all[0]).unwrap();
         assert_eq!(json["decision"], "promoted");
+    }
+
+    /// Run ids of every kind (`skip-…` sorts after `run_…`, `failed-…` before) come back by
+    /// time: the last N are the newest N, however many skips were recorded.
+    #[tokio::test]
+    async fn the_newest_entries_are_the_last_whatever_their_run_ids() {
+        let reg = Registry::open(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            crate::WritePolicy::Concurrent,
+        )
+        .await
+        .unwrap();
+        let model = ModelName::new("iris").unwrap();
+        let t0 = Utc::now();
+        let entry = |i: i64, run: String, decision| HistoryEntry {
+            run_id: run,
+            at: t0 + chrono::Duration::seconds(i),
+            model: model.clone(),
+            version: None,
+            dataset: None,
+            snapshot: None,
+            accuracy: None,
+            f1_macro: None,
+            roc_auc: None,
+            int8_accuracy: None,
+            decision,
+            reason: String::new(),
+            job: None,
+        };
+        for i in 0..60 {
+            reg.append_history(&entry(i, format!("skip-{i:03}"), Decision::Skipped))
+                .await
+                .unwrap();
+        }
+        reg.append_history(&entry(100, "run_z".into(), Decision::Kept))
+            .await
+            .unwrap();
+        reg.append_history(&entry(101, "failed-a".into(), Decision::Failed))
+            .await
+            .unwrap();
+        let last: Vec<String> = reg
+            .history(&model, Some(2))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.run_id)
+            .collect();
+        assert_eq!(last, ["run_z", "failed-a"]);
+        assert_eq!(reg.history(&model, Some(10)).await.unwrap().len(), 10);
+        assert_eq!(reg.history(&model, None).await.unwrap().len(), 62);
     }
 }

@@ -21,6 +21,10 @@ pub struct ModelIndex {
     pub versions: Vec<IndexEntry>,
     /// Aliases and the versions they point at.
     pub aliases: BTreeMap<Alias, Version>,
+    /// Versions removed by retention (`gc --keep-last`): never published again, and their
+    /// numbers never reused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Version>,
 }
 
 /// One published version, as the index lists it.
@@ -45,6 +49,7 @@ impl ModelIndex {
             name,
             versions: Vec::new(),
             aliases: BTreeMap::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -58,20 +63,49 @@ impl ModelIndex {
         self.aliases.get(alias)
     }
 
-    /// The next registry-numbered version: one past the highest `v{n}` listed.
+    /// True when retention removed `version`.
+    pub fn is_retired(&self, version: &Version) -> bool {
+        self.retired.contains(version)
+    }
+
+    /// The next registry-numbered version: one past the highest `v{n}` listed or retired.
     pub fn next_number(&self) -> u64 {
         self.versions
             .iter()
-            .filter_map(|e| e.version.number())
+            .map(|e| &e.version)
+            .chain(&self.retired)
+            .filter_map(Version::number)
             .max()
             .unwrap_or(0)
             + 1
     }
 
-    /// Appends `entry` and points `latest` at it.
+    /// Appends `entry` and points `latest` at it, unless `latest` is a higher numbered version:
+    /// of two concurrent publishers the one with the lower number may write the index last, and
+    /// `latest` must not go backwards.
     pub(crate) fn add(&mut self, entry: IndexEntry) {
-        self.aliases.insert(Alias::latest(), entry.version.clone());
+        let latest = Alias::latest();
+        let behind = match (
+            self.aliases.get(&latest).and_then(Version::number),
+            entry.version.number(),
+        ) {
+            (Some(current), Some(new)) => new < current,
+            _ => false,
+        };
+        if !behind {
+            self.aliases.insert(latest, entry.version.clone());
+        }
         self.versions.push(entry);
+    }
+
+    /// Removes `versions` (never an aliased one) and records them as retired.
+    pub(crate) fn retire(&mut self, versions: &[Version]) {
+        self.versions.retain(|e| !versions.contains(&e.version));
+        for v in versions {
+            if !self.retired.contains(v) {
+                self.retired.push(v.clone());
+            }
+        }
     }
 
     /// Canonical bytes, as stored.

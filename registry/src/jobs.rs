@@ -15,8 +15,15 @@
 //!   the error and a retry time, or `failed` once its attempts are used up; then it deletes the
 //!   marker. A crash between the two leaves a marker that the next claim removes.
 //!
+//! The attempt number is the lease's epoch: a claim raises it, so a write by the holder of an
+//! older epoch always fails its compare-and-swap, and a holder recognises its own applied writes
+//! (same owner, same epoch) when their answers are lost. A marker whose job never appeared is
+//! removed only after it is old by its own timestamp, and whoever removes one looks for the job
+//! again afterwards, as an enqueuer looks for its marker after writing the job: whichever of the
+//! two comes second puts the marker back.
+//!
 //! Lease expiry compares clocks of different machines; keep leases long against their skew
-//! (minutes, renewed every third of the lease).
+//! (minutes, renewed every third of the lease), and renew right before publishing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,7 +36,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::layout;
-use crate::registry::Registry;
+use crate::registry::{BACKEND_ATTEMPTS, Registry};
 use crate::store::{ETag, PutMode, StoreError};
 
 /// What a job does.
@@ -123,13 +130,19 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(id: Uuid, kind: JobKind, params: BTreeMap<String, serde_json::Value>, by: &str) -> Self {
+    fn new(
+        id: Uuid,
+        kind: JobKind,
+        params: BTreeMap<String, serde_json::Value>,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             id,
             kind,
             params,
             requested_by: by.to_owned(),
-            created_at: Utc::now(),
+            created_at: now,
             state: JobState::Queued { not_before: None },
             attempts: 0,
             last_error: None,
@@ -159,6 +172,37 @@ pub struct Claimed {
     /// The job as last written.
     pub job: Job,
     etag: ETag,
+}
+
+impl Claimed {
+    /// The lease's epoch (the attempt number): raised by every claim, so a stale holder's
+    /// writes fail.
+    pub fn epoch(&self) -> u32 {
+        self.job.attempts
+    }
+
+    /// True when, by `now`, less than `margin` of the lease is left: a worker whose renewals
+    /// keep failing must stop then, because another machine's clock may be `margin` ahead.
+    pub fn lease_nearly_over(&self, now: DateTime<Utc>, margin: Duration) -> bool {
+        match &self.job.state {
+            JobState::Running { lease_expires, .. } => lease_until(now, margin) >= *lease_expires,
+            _ => true,
+        }
+    }
+
+    /// The worker that holds the lease.
+    pub fn owner(&self) -> Option<&str> {
+        match &self.job.state {
+            JobState::Running { owner, .. } => Some(owner),
+            _ => None,
+        }
+    }
+}
+
+/// What a pending marker holds: when it was written, by the enqueuer's clock.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    created_at: DateTime<Utc>,
 }
 
 /// What [`Registry::claim_next`] did, for metrics.
@@ -202,7 +246,8 @@ impl Registry {
         params: BTreeMap<String, serde_json::Value>,
         requested_by: &str,
     ) -> Result<Job, Error> {
-        let job = Job::new(Uuid::now_v7(), kind, params, requested_by);
+        self.check_fresh_writes()?;
+        let job = Job::new(self.new_id(), kind, params, requested_by, self.now());
         self.write_new_job(&job).await?;
         Ok(job)
     }
@@ -216,10 +261,17 @@ impl Registry {
         params: BTreeMap<String, serde_json::Value>,
         requested_by: &str,
     ) -> Result<Option<Job>, Error> {
-        if self.store().get(&layout::job(&id)).await?.is_some() {
+        // A fixed id is only enqueued once if create-only writes really are.
+        self.check_writable()?;
+        if let Some((existing, _)) = self.job_with_etag(&id).await? {
+            // The job exists; make sure it can still be found (a marker removed as an orphan
+            // while its enqueuer was slow is put back).
+            if !existing.state.is_final() {
+                self.ensure_marker(&id).await?;
+            }
             return Ok(None);
         }
-        let job = Job::new(id, kind, params, requested_by);
+        let job = Job::new(id, kind, params, requested_by, self.now());
         match self.write_new_job(&job).await {
             Ok(()) => Ok(Some(job)),
             Err(Error::Store(StoreError::AlreadyExists { .. })) => Ok(None),
@@ -230,18 +282,31 @@ impl Registry {
     async fn write_new_job(&self, job: &Job) -> Result<(), Error> {
         // The marker first: a job that exists is always findable by workers. A marker whose job
         // never got written is removed by a later claim.
+        self.ensure_marker(&job.id).await?;
+        self.create_or_adopt(&layout::job(&job.id), job.to_bytes())
+            .await?;
+        // A claimer may have taken the marker for an orphan's and removed it before the job
+        // appeared: look once more, after the job exists.
+        self.ensure_marker(&job.id).await
+    }
+
+    /// Creates the pending marker of `id` unless it exists.
+    async fn ensure_marker(&self, id: &Uuid) -> Result<(), Error> {
+        let key = layout::pending_job(id);
+        if self.get_retrying(&key).await?.is_some() {
+            return Ok(());
+        }
+        let marker = Marker {
+            created_at: self.now(),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&marker).expect("a marker serializes"));
         match self
-            .store()
-            .put(&layout::pending_job(&job.id), Bytes::new(), PutMode::Create)
+            .retrying(|| self.store().put(&key, bytes.clone(), PutMode::Create))
             .await
         {
-            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        self.store()
-            .put(&layout::job(&job.id), job.to_bytes(), PutMode::Create)
-            .await?;
-        Ok(())
     }
 
     /// The job `id`, if it exists.
@@ -251,7 +316,7 @@ impl Registry {
 
     async fn job_with_etag(&self, id: &Uuid) -> Result<Option<(Job, ETag)>, Error> {
         let key = layout::job(id);
-        let Some(object) = self.store().get(&key).await? else {
+        let Some(object) = self.get_retrying(&key).await? else {
             return Ok(None);
         };
         let job = serde_json::from_slice(&object.bytes).map_err(|e| Error::Corrupt {
@@ -263,10 +328,39 @@ impl Registry {
 
     /// Ids of jobs not yet finished (queued or running), oldest first.
     pub async fn pending_jobs(&self) -> Result<Vec<Uuid>, Error> {
-        let keys = self.store().list(layout::PENDING_JOBS).await?;
+        let keys = self
+            .retrying(|| self.store().list(layout::PENDING_JOBS))
+            .await?;
         let mut ids: Vec<Uuid> = keys.iter().filter_map(layout::job_of_pending_key).collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Removes the marker of a job that never appeared, once the marker is old by its own
+    /// timestamp; then looks for the job again and puts the marker back if it appeared meanwhile.
+    async fn remove_orphan_marker(&self, id: &Uuid, stats: &mut ClaimStats) -> Result<(), Error> {
+        let key = layout::pending_job(id);
+        stats.round_trips += 1;
+        let Some(object) = self.get_retrying(&key).await? else {
+            return Ok(());
+        };
+        // Markers from before they carried a time: the id's own time.
+        let written = serde_json::from_slice::<Marker>(&object.bytes)
+            .map(|m| m.created_at)
+            .ok()
+            .or_else(|| created_at_of(id));
+        if !written.is_some_and(|t| lease_until(t, ORPHAN_MARKER_AGE) < self.now()) {
+            return Ok(());
+        }
+        stats.round_trips += 2;
+        self.delete_retrying(&key).await?;
+        if let Some((job, _)) = self.job_with_etag(id).await?
+            && !job.state.is_final()
+        {
+            stats.round_trips += 1;
+            self.ensure_marker(id).await?;
+        }
+        Ok(())
     }
 
     /// Claims the oldest claimable job, if any: queued and due, or running with an expired
@@ -276,6 +370,7 @@ impl Registry {
         opts: &ClaimOptions,
         stats: &mut ClaimStats,
     ) -> Result<Option<Claimed>, Error> {
+        self.check_writable()?;
         stats.round_trips += 1;
         let mut ids = self.pending_jobs().await?;
         // Workers that list at the same moment would all race for the oldest job; starting each
@@ -287,15 +382,10 @@ impl Registry {
         for id in ids {
             stats.round_trips += 1;
             let Some((job, etag)) = self.job_with_etag(&id).await? else {
-                let stale = created_at_of(&id)
-                    .is_some_and(|t| lease_until(t, ORPHAN_MARKER_AGE) < Utc::now());
-                if stale {
-                    stats.round_trips += 1;
-                    self.store().delete(&layout::pending_job(&id)).await?;
-                }
+                self.remove_orphan_marker(&id, stats).await?;
                 continue;
             };
-            let now = Utc::now();
+            let now = self.now();
             let takeover = match &job.state {
                 JobState::Queued { not_before } if not_before.is_some_and(|t| t > now) => continue,
                 JobState::Queued { .. } => None,
@@ -304,7 +394,7 @@ impl Registry {
                 JobState::Done { .. } | JobState::Failed { .. } => {
                     // Finished, but its owner died before removing the marker.
                     stats.round_trips += 1;
-                    self.store().delete(&layout::pending_job(&id)).await?;
+                    self.delete_retrying(&layout::pending_job(&id)).await?;
                     continue;
                 }
             };
@@ -326,15 +416,12 @@ impl Registry {
                     error,
                 };
                 stats.round_trips += 1;
-                match self.put_job(&next, &etag).await {
-                    Ok(_) => {
+                match self.cas_job(&next, &etag).await? {
+                    Some(_) => {
                         stats.round_trips += 1;
-                        self.store().delete(&layout::pending_job(&id)).await?;
+                        self.delete_retrying(&layout::pending_job(&id)).await?;
                     }
-                    Err(Error::Store(StoreError::PreconditionFailed { .. })) => {
-                        stats.lost_races += 1;
-                    }
-                    Err(e) => return Err(e),
+                    None => stats.lost_races += 1,
                 }
                 continue;
             }
@@ -345,22 +432,54 @@ impl Registry {
                 lease_expires: lease_until(now, opts.lease),
             };
             stats.round_trips += 1;
-            match self.put_job(&next, &etag).await {
-                Ok(etag) => {
+            match self.cas_job(&next, &etag).await? {
+                Some(etag) => {
                     if let Some(owner) = takeover {
                         tracing::warn!(job = %id, %owner, attempt = next.attempts, "took over a job whose lease expired");
                     }
                     return Ok(Some(Claimed { job: next, etag }));
                 }
-                Err(Error::Store(StoreError::PreconditionFailed { .. })) => {
-                    stats.lost_races += 1;
-                }
-                Err(e) => return Err(e),
+                None => stats.lost_races += 1,
             }
         }
         Ok(None)
     }
 
+    /// Writes `next` over the job as read at `etag`. `Some(tag)`: our bytes are stored (written
+    /// now, or by an earlier try whose answer was lost); `None`: another writer's are.
+    async fn cas_job(&self, next: &Job, etag: &ETag) -> Result<Option<ETag>, Error> {
+        let key = layout::job(&next.id);
+        let bytes = next.to_bytes();
+        let mut failures = 0;
+        loop {
+            let backend = match self
+                .store()
+                .put(&key, bytes.clone(), PutMode::IfMatch(etag.clone()))
+                .await
+            {
+                Ok(tag) => return Ok(Some(tag)),
+                Err(StoreError::PreconditionFailed { .. }) => false,
+                Err(e @ StoreError::Backend { .. }) => {
+                    failures += 1;
+                    if failures >= BACKEND_ATTEMPTS {
+                        return Err(e.into());
+                    }
+                    self.backoff(failures).await;
+                    true
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match self.get_retrying(&key).await? {
+                Some(o) if o.bytes == bytes => return Ok(Some(o.etag)),
+                // A backend failure that was not applied: try again.
+                Some(o) if backend && o.etag == *etag => continue,
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Test support: overwrites a job as read at `etag`.
+    #[cfg(test)]
     async fn put_job(&self, job: &Job, etag: &ETag) -> Result<ETag, Error> {
         Ok(self
             .store()
@@ -372,37 +491,53 @@ impl Registry {
             .await?)
     }
 
-    /// Rewrites `claimed`'s state if nobody else has written the job since this worker did.
+    /// Rewrites `claimed`'s state if this worker still holds the lease.
     async fn rewrite(&self, claimed: &mut Claimed, next: Job) -> Result<(), Error> {
-        match self.put_job(&next, &claimed.etag).await {
-            Ok(etag) => {
+        for _ in 0..BACKEND_ATTEMPTS {
+            if let Some(etag) = self.cas_job(&next, &claimed.etag).await? {
                 claimed.etag = etag;
                 claimed.job = next;
-                Ok(())
+                return Ok(());
             }
-            Err(Error::Store(StoreError::PreconditionFailed { .. })) => {
-                let detail = match self.job(&claimed.job.id).await {
-                    Ok(Some(job)) => match job.state {
-                        JobState::Running { owner, .. } => format!("{owner} took it over"),
-                        other => format!("it is now {}", state_name(&other)),
-                    },
-                    Ok(None) => "it was deleted".to_owned(),
-                    Err(e) => format!("and re-reading it failed: {e}"),
+            let Some((current, etag)) = self.job_with_etag(&claimed.job.id).await? else {
+                return Err(Error::LeaseLost {
+                    job: claimed.job.id,
+                    detail: "it was deleted".into(),
+                });
+            };
+            if already_written(&current, &next) {
+                // An earlier call of ours got this far and its answer was lost.
+                claimed.etag = etag;
+                claimed.job = current;
+                return Ok(());
+            }
+            if !holds(&current, claimed) {
+                let detail = match &current.state {
+                    JobState::Running { owner, .. } => format!("{owner} took it over"),
+                    other => format!("it is now {}", state_name(other)),
                 };
-                Err(Error::LeaseLost {
+                return Err(Error::LeaseLost {
                     job: claimed.job.id,
                     detail,
-                })
+                });
             }
-            Err(e) => Err(e),
+            // Still ours: an earlier write of ours (a renewal reported failed) was applied.
+            claimed.etag = etag;
+            claimed.job = current;
         }
+        Err(Error::Conflict {
+            key: layout::job(&claimed.job.id),
+            attempts: BACKEND_ATTEMPTS,
+        })
     }
 
     /// Extends the lease of a job this worker holds. [`Error::LeaseLost`] means another worker
-    /// took it over: stop working on it.
+    /// took it over: stop working on it. Call it right before a step whose effect must be
+    /// fenced (publishing), so that the lease has its full length left for that step.
     pub async fn renew(&self, claimed: &mut Claimed, lease: Duration) -> Result<(), Error> {
+        self.check_writable()?;
         let mut next = claimed.job.clone();
-        let now = Utc::now();
+        let now = self.now();
         let JobState::Running { lease_expires, .. } = &mut next.state else {
             return Err(Error::LeaseLost {
                 job: next.id,
@@ -420,18 +555,24 @@ impl Registry {
         mut claimed: Claimed,
         result: serde_json::Value,
     ) -> Result<Job, Error> {
+        self.check_writable()?;
         let mut next = claimed.job.clone();
-        let now = Utc::now();
+        let now = self.now();
         next.state = JobState::Done {
             finished_at: now,
             result,
         };
         next.updated_at = Some(now);
         self.rewrite(&mut claimed, next).await?;
-        self.store()
-            .delete(&layout::pending_job(&claimed.job.id))
-            .await?;
+        self.remove_marker(&claimed.job.id).await;
         Ok(claimed.job)
+    }
+
+    /// Removes the marker of a finished job; a failure leaves it to the next claim to remove.
+    async fn remove_marker(&self, id: &Uuid) {
+        if let Err(e) = self.delete_retrying(&layout::pending_job(id)).await {
+            tracing::warn!(job = %id, "removing the pending marker failed (the next claim removes it): {e}");
+        }
     }
 
     /// Records a failed attempt of a held job: queued again after `retry_after` while it has
@@ -443,8 +584,9 @@ impl Registry {
         max_attempts: u32,
         retry_after: Duration,
     ) -> Result<Job, Error> {
+        self.check_writable()?;
         let mut next = claimed.job.clone();
-        let now = Utc::now();
+        let now = self.now();
         next.last_error = Some(error.to_owned());
         next.updated_at = Some(now);
         let last = next.attempts >= max_attempts;
@@ -464,11 +606,30 @@ impl Registry {
         };
         self.rewrite(&mut claimed, next).await?;
         if last {
-            self.store()
-                .delete(&layout::pending_job(&claimed.job.id))
-                .await?;
+            self.remove_marker(&claimed.job.id).await;
         }
         Ok(claimed.job)
+    }
+}
+
+/// True while `current` is still the lease `claimed` holds: running, same owner, same epoch.
+fn holds(current: &Job, claimed: &Claimed) -> bool {
+    current.attempts == claimed.job.attempts
+        && matches!((&current.state, claimed.owner()),
+            (JobState::Running { owner, .. }, Some(mine)) if owner == mine)
+}
+
+/// True when `current` is the outcome `next` was to write, written by an earlier call of the
+/// same holder (same epoch, same kind of state, same error or result).
+fn already_written(current: &Job, next: &Job) -> bool {
+    if current.attempts != next.attempts || current.last_error != next.last_error {
+        return false;
+    }
+    match (&current.state, &next.state) {
+        (JobState::Done { result: a, .. }, JobState::Done { result: b, .. }) => a == b,
+        (JobState::Failed { error: a, .. }, JobState::Failed { error: b, .. }) => a == b,
+        (JobState::Queued { .. }, JobState::Queued { .. }) => next.last_error.is_some(),
+        _ => false,
     }
 }
 
@@ -485,10 +646,17 @@ fn state_name(state: &JobState) -> &'static str {
 mod tests {
     use super::*;
     use crate::store::ObjectStoreBackend;
+    use futures::FutureExt;
     use std::sync::Arc;
 
     fn registry() -> Registry {
-        Registry::read_only(Arc::new(ObjectStoreBackend::in_memory()))
+        Registry::open(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            crate::WritePolicy::Concurrent,
+        )
+        .now_or_never()
+        .expect("the in-memory store answers at once")
+        .unwrap()
     }
 
     fn opts(owner: &str, lease: Duration) -> ClaimOptions {

@@ -109,10 +109,29 @@ pub fn history_prefix(name: &ModelName) -> String {
     format!("{MODELS}{name}/history/")
 }
 
-/// `models/<name>/history/<run-id>.json`.
-pub fn history_entry(name: &ModelName, run_id: &str) -> Result<Key, NameError> {
+/// `models/<name>/history/<time>_<run-id>.json`, the time as `YYYYmmddTHHMMSS.fffZ`, so that keys
+/// sort by time.
+pub fn history_entry(
+    name: &ModelName,
+    at: chrono::DateTime<chrono::Utc>,
+    run_id: &str,
+) -> Result<Key, NameError> {
     let run = Version::new(run_id)?;
-    Ok(Key(format!("{}{run}.json", history_prefix(name))))
+    Ok(Key(format!(
+        "{}{}_{run}.json",
+        history_prefix(name),
+        at.format(HISTORY_TIME)
+    )))
+}
+
+const HISTORY_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
+
+/// True for a history key that starts with its entry's time (not one from before that layout).
+pub fn history_key_is_timed(name: &ModelName, key: &Key) -> bool {
+    key.as_str()
+        .strip_prefix(&history_prefix(name))
+        .and_then(|rest| rest.split_once('_'))
+        .is_some_and(|(time, _)| chrono::NaiveDateTime::parse_from_str(time, HISTORY_TIME).is_ok())
 }
 
 /// Folder of the dataset catalog: an empty object per dataset that has a snapshot, so finding
@@ -138,6 +157,22 @@ pub fn snapshot(dataset: &DatasetName, id: &str) -> Result<Key, NameError> {
 /// `runs/<run-id>/<rest>`, where every segment is checked like a version string.
 pub fn run_object(run_id: &str, rest: &[&str]) -> Result<Key, NameError> {
     segments(format!("runs/{}", Version::new(run_id)?), rest)
+}
+
+/// Folder of the locks of running garbage collections.
+pub const GC_LOCKS: &str = "gc/locks/";
+/// Folder of reference intents: objects a writer reuses (found already stored) and is about to
+/// reference, which a garbage collection must not delete.
+pub const GC_INTENTS: &str = "gc/intents/";
+
+/// `gc/locks/<id>.json`.
+pub fn gc_lock(id: &uuid::Uuid) -> Key {
+    Key(format!("{GC_LOCKS}{}.json", id.as_simple()))
+}
+
+/// `gc/intents/<id>.json`.
+pub fn gc_intent(id: &uuid::Uuid) -> Key {
+    Key(format!("{GC_INTENTS}{}.json", id.as_simple()))
 }
 
 /// `_probe/<id>`: scratch objects of the conditional-write probe.
@@ -187,11 +222,20 @@ mod tests {
         );
         assert_eq!(job_of_pending_key(&pending_job(&id)), Some(id));
         assert_eq!(job_of_pending_key(&job(&id)), None);
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:11:12.345Z")
+            .unwrap()
+            .to_utc();
+        let timed = history_entry(&name, at, "run_1").unwrap();
         assert_eq!(
-            history_entry(&name, "run_1").unwrap().as_str(),
-            "models/detector/history/run_1.json"
+            timed.as_str(),
+            "models/detector/history/20261202T101112.345Z_run_1.json"
         );
-        assert!(history_entry(&name, "../x").is_err());
+        assert!(history_key_is_timed(&name, &timed));
+        assert!(!history_key_is_timed(
+            &name,
+            &Key("models/detector/history/run_1.json".into())
+        ));
+        assert!(history_entry(&name, at, "../x").is_err());
         let ds = DatasetName::new("iris").unwrap();
         assert_eq!(
             snapshot(&ds, "20261126T000000Z-ab").unwrap().as_str(),

@@ -9,9 +9,11 @@
 //!
 //! It knows nothing of Spin, HTTP or the CLI, and builds for `wasm32-wasip2`.
 
+pub mod clock;
 pub mod datasets;
 pub mod digest;
 mod error;
+pub mod gc;
 pub mod history;
 pub mod index;
 pub mod jobs;
@@ -27,6 +29,8 @@ pub mod users;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod sim;
 
 pub use digest::Digest;
 pub use error::Error;
@@ -34,5 +38,6 @@ pub use index::{IndexEntry, ModelIndex};
 pub use manifest::Manifest;
 pub use names::{Alias, Label, ModelName, Version};
 pub use registry::{
-    ArtifactCheck, MAX_CAS_ATTEMPTS, Published, Registry, VerifyReport, VersionChoice, WritePolicy,
+    ArtifactCheck, MAX_CAS_ATTEMPTS, Promotion, Published, Registry, VerifyReport, VersionChoice,
+    WritePolicy,
 };

@@ -4,14 +4,22 @@
 //! then the model index by compare-and-swap on its ETag. A version is visible only once the index
 //! lists it, so a crash at any point leaves no half-published version, at most unreferenced blobs
 //! and an orphan manifest that a rerun adopts (same bytes) or steps over (numbered versions).
+//!
+//! Every write is written for a store that may apply a call and then report it failed (a 5xx or
+//! a timeout after the write, or the 412 / "already exists" that a client's retry of its own
+//! applied write gets): a create-only write that finds the key taken compares the bytes there
+//! with its own, a compare-and-swap that loses re-reads and recognises its own write, and backend
+//! failures are retried a few times with backoff.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
+use crate::clock::{Clock, SystemClock};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::index::{IndexEntry, ModelIndex};
@@ -24,6 +32,11 @@ use crate::store::{self, ConditionalWrites, ETag, PutMode, Store, StoreError};
 pub const MAX_CAS_ATTEMPTS: u32 = 64;
 /// How many taken version numbers a numbered publish steps over before giving up.
 const MAX_NUMBER_PROBES: u64 = 1000;
+/// How many times a store call that failed in the backend (5xx, timeout) is tried in all.
+pub(crate) const BACKEND_ATTEMPTS: u32 = 4;
+/// How many of the newest index entries a numbered publish checks for its own manifest (a retry
+/// of a publish whose index write was applied but reported failed).
+const OWN_ENTRY_WINDOW: usize = 16;
 
 /// How this process intends to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +52,19 @@ pub enum WritePolicy {
 enum Writes {
     ReadOnly,
     Allowed,
+    /// Only create-only writes under fresh random keys (job requests, uploads): safe on any store.
+    FreshKeysOnly,
     Refused(String),
+}
+
+/// A promotion made by the same index write as a publish: `alias` moves to the new version only
+/// if it still points where the quality gate took its decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// The alias to move (usually `production`).
+    pub alias: Alias,
+    /// Where the gate saw it point (`None`: nowhere yet).
+    pub expected: Option<Version>,
 }
 
 /// Which version a publish gets.
@@ -60,6 +85,8 @@ pub struct Published {
     pub manifest_digest: Digest,
     /// False when the same manifest was already published (an idempotent rerun).
     pub created: bool,
+    /// True when the publish moved the alias of its [`Promotion`].
+    pub promoted: bool,
 }
 
 /// The result of checking one artifact of a version.
@@ -99,15 +126,111 @@ impl VerifyReport {
 pub struct Registry {
     store: Arc<dyn Store>,
     writes: Writes,
+    clock: Arc<dyn Clock>,
 }
 
 impl Registry {
-    /// A registry that only reads; no probe, no writes.
-    pub fn read_only(store: Arc<dyn Store>) -> Self {
+    fn with_writes(store: Arc<dyn Store>, writes: Writes) -> Self {
         Self {
             store,
-            writes: Writes::ReadOnly,
+            writes,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// A registry that only reads; no probe, no writes.
+    pub fn read_only(store: Arc<dyn Store>) -> Self {
+        Self::with_writes(store, Writes::ReadOnly)
+    }
+
+    /// A registry that may only add job requests and uploads: create-only writes under fresh
+    /// random keys, which no store can get wrong, so it needs no probe (the HTTP triggers). Every
+    /// other write is refused.
+    pub fn appender(store: Arc<dyn Store>) -> Self {
+        Self::with_writes(store, Writes::FreshKeysOnly)
+    }
+
+    /// The same registry reading time, pauses and fresh ids from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time by this registry's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// A fresh UUIDv7 from this registry's clock.
+    pub(crate) fn new_id(&self) -> uuid::Uuid {
+        self.clock.new_id()
+    }
+
+    /// Sleeps on this registry's clock.
+    pub(crate) async fn clock_sleep(&self, pause: Duration) {
+        self.clock.sleep(pause).await;
+    }
+
+    /// Waits before retry `attempt` (0-based): jittered, doubling, capped at 100 ms.
+    pub(crate) async fn backoff(&self, attempt: u32) {
+        let cap_ms = (2u64 << attempt.min(6)).min(100);
+        let pause = Duration::from_micros(fastrand::u64(500..=cap_ms * 1000));
+        self.clock.sleep(pause).await;
+    }
+
+    /// Runs a store call, trying again after a backend failure (a 5xx, a timeout) up to
+    /// [`BACKEND_ATTEMPTS`] times in all. Only for calls whose repetition is harmless or
+    /// recognised by the caller (reads, create-only and compare-and-swap writes, deletes).
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(StoreError::Backend { op, key, source }) if attempt + 1 < BACKEND_ATTEMPTS => {
+                    tracing::debug!(%key, op, attempt, "store call failed, retrying: {source}");
+                    self.backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads `key`, retrying backend failures.
+    pub(crate) async fn get_retrying(
+        &self,
+        key: &Key,
+    ) -> Result<Option<store::Object>, StoreError> {
+        self.retrying(|| self.store.get(key)).await
+    }
+
+    /// Writes `bytes` at `key` create-only. A key that already holds exactly these bytes counts
+    /// as written: it is this call's own write whose answer was lost, or an identical one
+    /// (`Ok(false)`: adopted, not created). Anything else there is [`StoreError::AlreadyExists`].
+    pub(crate) async fn create_or_adopt(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+    ) -> Result<bool, StoreError> {
+        match self
+            .retrying(|| self.store.put(key, bytes.clone(), PutMode::Create))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyExists { .. }) => match self.get_retrying(key).await? {
+                Some(object) if object.bytes == bytes => Ok(false),
+                _ => Err(StoreError::AlreadyExists { key: key.clone() }),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `key`, retrying backend failures.
+    pub(crate) async fn delete_retrying(&self, key: &Key) -> Result<(), StoreError> {
+        self.retrying(|| self.store.delete(key)).await
     }
 
     /// Opens `store` for reading and writing. Probes whether it enforces conditional writes; if
@@ -124,7 +247,7 @@ impl Registry {
             }
             ConditionalWrites::Ignored(detail) => Writes::Refused(detail),
         };
-        Ok(Self { store, writes })
+        Ok(Self::with_writes(store, writes))
     }
 
     /// The store underneath.
@@ -132,14 +255,25 @@ impl Registry {
         &self.store
     }
 
-    fn check_writable(&self) -> Result<(), Error> {
+    /// Refuses a write that relies on conditional writes unless the store was probed (or the
+    /// operator vouched for being the only writer).
+    pub(crate) fn check_writable(&self) -> Result<(), Error> {
         match &self.writes {
             Writes::Allowed => Ok(()),
-            Writes::ReadOnly => Err(Error::ReadOnly),
+            Writes::ReadOnly | Writes::FreshKeysOnly => Err(Error::ReadOnly),
             Writes::Refused(detail) => Err(Error::UnsafeStore {
                 store: self.store.describe(),
                 detail: detail.clone(),
             }),
+        }
+    }
+
+    /// Refuses a create-only write under a fresh random key on a read-only registry or an
+    /// unsafe store.
+    pub(crate) fn check_fresh_writes(&self) -> Result<(), Error> {
+        match &self.writes {
+            Writes::FreshKeysOnly => Ok(()),
+            _ => self.check_writable(),
         }
     }
 
@@ -152,7 +286,7 @@ impl Registry {
     /// The model's index and the ETag it was read at, or `None` if the model does not exist.
     pub async fn index_at(&self, name: &ModelName) -> Result<Option<(ModelIndex, ETag)>, Error> {
         let key = layout::model_index(name);
-        let Some(object) = self.store.get(&key).await? else {
+        let Some(object) = self.get_retrying(&key).await? else {
             return Ok(None);
         };
         let index: ModelIndex = parse(&key, &object.bytes)?;
@@ -179,17 +313,24 @@ impl Registry {
         self.manifest_in(&index, version).await
     }
 
-    async fn manifest_in(&self, index: &ModelIndex, version: &Version) -> Result<Manifest, Error> {
+    pub(crate) async fn manifest_in(
+        &self,
+        index: &ModelIndex,
+        version: &Version,
+    ) -> Result<Manifest, Error> {
         let name = &index.name;
         let entry = index.entry(version).ok_or_else(|| Error::VersionNotFound {
             name: name.clone(),
             version: version.clone(),
         })?;
         let key = layout::manifest(name, version);
-        let object = self.store.get(&key).await?.ok_or_else(|| Error::Corrupt {
-            key: key.clone(),
-            reason: "listed in the index but missing".into(),
-        })?;
+        let object = self
+            .get_retrying(&key)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                key: key.clone(),
+                reason: "listed in the index but missing".into(),
+            })?;
         let actual = Digest::of(&object.bytes);
         if actual != entry.manifest {
             return Err(Error::DigestMismatch {
@@ -238,8 +379,7 @@ impl Registry {
     pub async fn blob(&self, digest: &Digest) -> Result<Bytes, Error> {
         let key = layout::blob(digest);
         let object = self
-            .store
-            .get(&key)
+            .get_retrying(&key)
             .await?
             .ok_or(Error::BlobNotFound { digest: *digest })?;
         let actual = Digest::of(&object.bytes);
@@ -297,9 +437,34 @@ impl Registry {
     /// compare-and-swap of the index (plus one read and one put per lost race).
     pub async fn publish(
         &self,
+        manifest: Manifest,
+        blobs: &[Bytes],
+        version: VersionChoice,
+    ) -> Result<Published, Error> {
+        self.publish_with(manifest, blobs, version, None).await
+    }
+
+    /// Publishes like [`Registry::publish`] and, in the same index write, moves
+    /// `promotion.alias` to the new version if it still points at `promotion.expected`. If it
+    /// moved meanwhile, nothing becomes visible and the error is [`Error::AliasMoved`]: the
+    /// decision must be taken again against the version now there.
+    pub async fn publish_promoted(
+        &self,
+        manifest: Manifest,
+        blobs: &[Bytes],
+        version: VersionChoice,
+        promotion: Promotion,
+    ) -> Result<Published, Error> {
+        self.publish_with(manifest, blobs, version, Some(promotion))
+            .await
+    }
+
+    async fn publish_with(
+        &self,
         mut manifest: Manifest,
         blobs: &[Bytes],
         version: VersionChoice,
+        promotion: Option<Promotion>,
     ) -> Result<Published, Error> {
         self.check_writable()?;
         if let VersionChoice::Exact(v) = &version {
@@ -310,61 +475,108 @@ impl Registry {
         let name = manifest.name.clone();
         let seed = self.index_at(&name).await?;
 
-        if let (VersionChoice::Exact(v), Some((index, _))) = (&version, &seed)
-            && let Some(entry) = index.entry(v)
+        // A rerun of a publish that already went through (its index write applied, its answer
+        // lost) finds its own manifest listed and stops there.
+        if let Some((index, _)) = &seed
+            && let Some(entry) = own_entry(index, &manifest, &version)
         {
-            return if entry.manifest == Digest::of(&manifest.to_bytes()) {
-                Ok(Published {
-                    manifest_digest: entry.manifest,
-                    manifest,
-                    created: false,
-                })
-            } else {
-                Err(Error::VersionExists {
-                    name,
-                    version: v.clone(),
-                })
-            };
+            return Ok(Published {
+                promoted: promotion
+                    .as_ref()
+                    .is_some_and(|p| index.alias(&p.alias) == Some(&entry.version)),
+                manifest_digest: entry.manifest,
+                manifest: with_version(&manifest, &entry.version),
+                created: false,
+            });
+        }
+        if let (VersionChoice::Exact(v), Some((index, _))) = (&version, &seed)
+            && (index.entry(v).is_some() || index.is_retired(v))
+        {
+            return Err(Error::VersionExists {
+                name,
+                version: v.clone(),
+            });
         }
 
-        self.put_blobs(blobs.iter().map(|(d, b)| (*d, b.clone())))
+        let reused = self
+            .put_blobs(blobs.iter().map(|(d, b)| (*d, b.clone())))
             .await?;
 
-        let manifest_bytes = match version {
+        let stored = match version {
             VersionChoice::Exact(_) => self.create_manifest(&manifest).await?,
             VersionChoice::Next => {
                 let first = seed.as_ref().map_or(1, |(index, _)| index.next_number());
                 self.create_numbered_manifest(&mut manifest, first).await?
             }
         };
-        let manifest_digest = Digest::of(&manifest_bytes);
+        let manifest_digest = Digest::of(&stored.bytes);
+        // Blobs found already stored (and an orphan manifest adopted) may be unreferenced ones
+        // that a garbage collection is about to delete: protect them before referencing them.
+        let mut reused: Vec<(Key, Bytes)> = reused
+            .into_iter()
+            .map(|(d, b)| (layout::blob(&d), b))
+            .collect();
+        if stored.adopted {
+            reused.push((stored.key.clone(), Bytes::from(stored.bytes.clone())));
+        }
+        let intent = self.protect_reused(reused).await?;
 
         let entry = IndexEntry {
             version: manifest.version.clone(),
             manifest: manifest_digest,
-            published_at: Utc::now(),
+            published_at: self.now(),
             tags: manifest.tags.clone(),
         };
+        let mut promoted = false;
         let created = self
             .update_index(&name, Some(seed), |index| {
                 match index.entry(&entry.version) {
-                    Some(existing) if existing.manifest == entry.manifest => Ok(false),
-                    Some(_) => Err(Error::VersionExists {
-                        name: name.clone(),
-                        version: entry.version.clone(),
-                    }),
-                    None => {
-                        index.add(entry.clone());
-                        Ok(true)
+                    Some(existing) if existing.manifest == entry.manifest => {
+                        promoted = promotion
+                            .as_ref()
+                            .is_some_and(|p| index.alias(&p.alias) == Some(&entry.version));
+                        return Ok(false);
                     }
+                    Some(_) => {
+                        return Err(Error::VersionExists {
+                            name: name.clone(),
+                            version: entry.version.clone(),
+                        });
+                    }
+                    None if index.is_retired(&entry.version) => {
+                        return Err(Error::VersionExists {
+                            name: name.clone(),
+                            version: entry.version.clone(),
+                        });
+                    }
+                    None => {}
                 }
+                promoted = false;
+                if let Some(p) = &promotion {
+                    let actual = index.alias(&p.alias).cloned();
+                    if actual != p.expected {
+                        return Err(Error::AliasMoved {
+                            name: name.clone(),
+                            alias: p.alias.clone(),
+                            expected: p.expected.clone(),
+                            actual,
+                        });
+                    }
+                    index.aliases.insert(p.alias.clone(), entry.version.clone());
+                    promoted = true;
+                }
+                index.add(entry.clone());
+                Ok(true)
             })
-            .await?;
-        tracing::info!(model = %name, version = %manifest.version, %manifest_digest, created, "published");
+            .await;
+        self.release(intent).await;
+        let created = created?;
+        tracing::info!(model = %name, version = %manifest.version, %manifest_digest, created, promoted, "published");
         Ok(Published {
             manifest,
             manifest_digest,
             created,
+            promoted,
         })
     }
 
@@ -380,7 +592,9 @@ impl Registry {
         if seed.is_none() {
             return Err(Error::ModelNotFound { name: name.clone() });
         }
-        let mut previous = None;
+        // Set by the attempt that changes the index. A later attempt that finds the alias
+        // already moved (our own write applied, its answer lost) must not overwrite it.
+        let mut previous: Option<Option<Version>> = None;
         self.update_index(name, Some(seed), |index| {
             if index.entry(version).is_none() {
                 return Err(Error::VersionNotFound {
@@ -388,55 +602,64 @@ impl Registry {
                     version: version.clone(),
                 });
             }
-            previous = index.aliases.insert(alias.clone(), version.clone());
-            Ok(previous.as_ref() != Some(version))
+            let before = index.alias(alias).cloned();
+            if before.as_ref() == Some(version) {
+                previous.get_or_insert(before);
+                return Ok(false);
+            }
+            previous = Some(before);
+            index.aliases.insert(alias.clone(), version.clone());
+            Ok(true)
         })
         .await?;
         tracing::info!(model = %name, %alias, %version, "promoted");
-        Ok(previous)
+        Ok(previous.flatten())
     }
 
     /// Writes content-addressed blobs create-only, concurrently; a blob that exists is fine.
+    /// Returns the blobs that were already there (reused), which the caller must protect
+    /// ([`Registry::protect_reused`]) before it references them.
     pub(crate) async fn put_blobs(
         &self,
         blobs: impl IntoIterator<Item = (Digest, Bytes)>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<(Digest, Bytes)>, Error> {
         let puts = blobs.into_iter().map(|(digest, bytes)| async move {
+            let key = layout::blob(&digest);
             match self
-                .store
-                .put(&layout::blob(&digest), bytes, PutMode::Create)
+                .retrying(|| self.store.put(&key, bytes.clone(), PutMode::Create))
                 .await
             {
+                Ok(_) => Ok(None),
                 // Content-addressed: whoever wrote it first wrote the same bytes.
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+                Err(StoreError::AlreadyExists { .. }) => Ok(Some((digest, bytes))),
                 Err(e) => Err(e),
             }
         });
-        futures::future::try_join_all(puts).await?;
-        Ok(())
+        Ok(futures::future::try_join_all(puts)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// Writes the manifest create-only. Returns its bytes if it is now stored (written by us, or
     /// already there byte for byte: a rerun after a crash between manifest and index adopts its
-    /// own), `None` if the key holds a different manifest.
-    async fn put_manifest(&self, manifest: &Manifest) -> Result<Option<Vec<u8>>, Error> {
+    /// own, and must protect it like a reused blob), `None` if the key holds a different manifest.
+    async fn put_manifest(&self, manifest: &Manifest) -> Result<Option<Stored>, Error> {
         let bytes = manifest.to_bytes();
         let key = layout::manifest(&manifest.name, &manifest.version);
-        match self
-            .store
-            .put(&key, bytes.clone().into(), PutMode::Create)
-            .await
-        {
-            Ok(_) => Ok(Some(bytes)),
-            Err(StoreError::AlreadyExists { .. }) => {
-                let existing = self.store.get(&key).await?;
-                Ok(existing.is_some_and(|o| o.bytes == bytes).then_some(bytes))
-            }
+        match self.create_or_adopt(&key, bytes.clone().into()).await {
+            Ok(created) => Ok(Some(Stored {
+                bytes,
+                adopted: !created,
+                key,
+            })),
+            Err(StoreError::AlreadyExists { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn create_manifest(&self, manifest: &Manifest) -> Result<Vec<u8>, Error> {
+    async fn create_manifest(&self, manifest: &Manifest) -> Result<Stored, Error> {
         self.put_manifest(manifest)
             .await?
             .ok_or_else(|| Error::VersionExists {
@@ -451,11 +674,11 @@ impl Registry {
         &self,
         manifest: &mut Manifest,
         first: u64,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Stored, Error> {
         for n in first..first + MAX_NUMBER_PROBES {
             manifest.version = Version::numbered(n);
-            if let Some(bytes) = self.put_manifest(manifest).await? {
-                return Ok(bytes);
+            if let Some(stored) = self.put_manifest(manifest).await? {
+                return Ok(stored);
             }
         }
         Err(Error::Conflict {
@@ -467,13 +690,18 @@ impl Registry {
     /// Applies `change` to the index by compare-and-swap, rereading and retrying (with jittered
     /// backoff) when another writer got there first. `change` returns whether it changed
     /// anything; an unchanged index is not written.
-    async fn update_index(
+    ///
+    /// A write reported failed may have been applied: after a backend failure, or a 412 that may
+    /// answer the store client's own retry, the index is read again, and if it holds exactly the
+    /// bytes we wrote, the write counts as ours.
+    pub(crate) async fn update_index(
         &self,
         name: &ModelName,
         mut seed: Option<Option<(ModelIndex, ETag)>>,
         mut change: impl FnMut(&mut ModelIndex) -> Result<bool, Error>,
     ) -> Result<bool, Error> {
         let key = layout::model_index(name);
+        let mut backend_failures = 0;
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let current = match seed.take() {
                 Some(current) => current,
@@ -486,20 +714,73 @@ impl Registry {
             if !change(&mut index)? {
                 return Ok(false);
             }
-            match self.store.put(&key, index.to_bytes().into(), mode).await {
+            let bytes = Bytes::from(index.to_bytes());
+            let failure = match self.store.put(&key, bytes.clone(), mode).await {
                 Ok(_) => return Ok(true),
-                Err(StoreError::PreconditionFailed { .. } | StoreError::AlreadyExists { .. }) => {
-                    tracing::debug!(%key, attempt, "index changed under us; retrying");
-                    backoff(attempt).await;
+                Err(e @ StoreError::Backend { .. }) => {
+                    backend_failures += 1;
+                    if backend_failures >= BACKEND_ATTEMPTS {
+                        return Err(e.into());
+                    }
+                    e
                 }
-                Err(e) => return Err(e.into()),
+                Err(
+                    e @ (StoreError::PreconditionFailed { .. } | StoreError::AlreadyExists { .. }),
+                ) => e,
+            };
+            tracing::debug!(%key, attempt, "index write not acknowledged ({failure}); rereading");
+            match self.get_retrying(&key).await? {
+                Some(object) if object.bytes == bytes => return Ok(true),
+                Some(object) => {
+                    let index: ModelIndex = parse(&key, &object.bytes)?;
+                    seed = Some(Some((index, object.etag)));
+                }
+                None => seed = Some(None),
             }
+            self.backoff(attempt).await;
         }
         Err(Error::Conflict {
             key,
             attempts: MAX_CAS_ATTEMPTS,
         })
     }
+}
+
+/// A manifest as stored.
+struct Stored {
+    bytes: Vec<u8>,
+    /// It was there already, byte for byte (a rerun's own orphan).
+    adopted: bool,
+    key: Key,
+}
+
+/// `manifest` as it reads with `version` filled in.
+fn with_version(manifest: &Manifest, version: &Version) -> Manifest {
+    let mut m = manifest.clone();
+    m.version = version.clone();
+    m
+}
+
+/// The entry among the newest of `index` that lists exactly `manifest` (with the entry's
+/// version filled in): a publish already done.
+fn own_entry<'a>(
+    index: &'a ModelIndex,
+    manifest: &Manifest,
+    choice: &VersionChoice,
+) -> Option<&'a IndexEntry> {
+    let candidates: Vec<&IndexEntry> = match choice {
+        VersionChoice::Exact(v) => index.entry(v).into_iter().collect(),
+        VersionChoice::Next => index
+            .versions
+            .iter()
+            .rev()
+            .filter(|e| e.version.number().is_some())
+            .take(OWN_ENTRY_WINDOW)
+            .collect(),
+    };
+    candidates
+        .into_iter()
+        .find(|e| Digest::of(&with_version(manifest, &e.version).to_bytes()) == e.manifest)
 }
 
 /// Pairs each artifact with its bytes; every artifact needs one, and no blob may be left over.
@@ -538,14 +819,4 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(key: &Key, bytes: &[u8]) -> 
         key: key.clone(),
         reason: e.to_string(),
     })
-}
-
-async fn backoff(attempt: u32) {
-    let cap_ms = (2u64 << attempt.min(6)).min(100);
-    let pause = Duration::from_micros(fastrand::u64(500..=cap_ms * 1000));
-    #[cfg(not(target_arch = "wasm32"))]
-    tokio::time::sleep(pause).await;
-    // A WebAssembly component handles one request at a time: blocking here blocks no one else.
-    #[cfg(target_arch = "wasm32")]
-    std::thread::sleep(pause);
 }

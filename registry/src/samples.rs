@@ -12,7 +12,9 @@
 //! once the index lists it. Before each index write the candidates are checked against the index
 //! just read (same original bytes, same normalised pixels, a perceptual hash within the threshold,
 //! the same source id), so two scrapers racing with the same image store it once; a candidate that
-//! turns out to be a duplicate after a lost race has its files removed.
+//! turns out to be a duplicate after a lost race has its files removed. A candidate the index
+//! already lists by its own id is this writer's: an earlier index write of it was applied though
+//! its answer was lost, and its files are never removed.
 
 use std::collections::BTreeSet;
 
@@ -25,7 +27,7 @@ use crate::datasets::{Snapshot, SnapshotEntry, SnapshotLayout};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::layout::{self, DatasetName, Key};
-use crate::registry::{MAX_CAS_ATTEMPTS, Registry, parse};
+use crate::registry::{BACKEND_ATTEMPTS, MAX_CAS_ATTEMPTS, Registry, parse};
 use crate::store::{ETag, PutMode, StoreError};
 
 /// One sample in the index.
@@ -57,6 +59,13 @@ pub struct SampleRecord {
 }
 
 impl SampleRecord {
+    /// Path of its metadata document within the dataset (`meta/YYYY/MM/DD/<id>.json`).
+    pub fn meta_path(&self) -> String {
+        self.path
+            .replacen("images/", "meta/", 1)
+            .replace(".jpg", ".json")
+    }
+
     fn phash_bits(&self) -> Option<u64> {
         u64::from_str_radix(&self.phash, 16).ok()
     }
@@ -122,8 +131,19 @@ impl NewSample {
         phash: u64,
         meta: serde_json::Value,
     ) -> Self {
-        let id = Uuid::now_v7();
-        let now = Utc::now();
+        let mut sample = Self::with_id(Uuid::now_v7(), Utc::now(), image, meta);
+        sample.record.label = label.to_owned();
+        sample.record.source = source.to_owned();
+        sample.record.source_id = source_id;
+        sample.record.original_sha256 = original_sha256;
+        sample.record.pixels_sha256 = pixels_sha256;
+        sample.record.phash = format!("{phash:016x}");
+        sample
+    }
+
+    /// A sample with the given id and time, its digests and source left for the caller to fill
+    /// in (the simulation picks ids from its seed).
+    pub fn with_id(id: Uuid, now: DateTime<Utc>, image: Bytes, meta: serde_json::Value) -> Self {
         let path = format!(
             "images/{:04}/{:02}/{:02}/{id}.jpg",
             now.year(),
@@ -136,12 +156,12 @@ impl NewSample {
                 path,
                 digest: Digest::of(&image),
                 size: image.len() as u64,
-                label: label.to_owned(),
-                source: source.to_owned(),
-                source_id,
-                original_sha256,
-                pixels_sha256,
-                phash: format!("{phash:016x}"),
+                label: String::new(),
+                source: String::new(),
+                source_id: None,
+                original_sha256: String::new(),
+                pixels_sha256: String::new(),
+                phash: String::new(),
                 added_at: now,
             },
             image,
@@ -150,10 +170,7 @@ impl NewSample {
     }
 
     fn meta_path(&self) -> String {
-        self.record
-            .path
-            .replacen("images/", "meta/", 1)
-            .replace(".jpg", ".json")
+        self.record.meta_path()
     }
 }
 
@@ -232,7 +249,7 @@ impl Registry {
         dataset: &DatasetName,
     ) -> Result<(SampleIndex, Option<ETag>), Error> {
         let key = dataset_key(dataset, "index.json")?;
-        match self.store().get(&key).await? {
+        match self.get_retrying(&key).await? {
             Some(o) => Ok((parse(&key, &o.bytes)?, Some(o.etag))),
             None => Ok((SampleIndex::default(), None)),
         }
@@ -246,14 +263,22 @@ impl Registry {
         candidates: Vec<NewSample>,
         near: u32,
     ) -> Result<Added, Error> {
+        self.check_writable()?;
         let key = dataset_key(dataset, "index.json")?;
         let mut written: BTreeSet<Uuid> = BTreeSet::new();
         let mut lost_races = 0;
-        for _ in 0..MAX_CAS_ATTEMPTS {
+        let mut backend_failures = 0;
+        for attempt in 0..MAX_CAS_ATTEMPTS {
             let (mut index, etag) = self.sample_index(dataset).await?;
+            let listed: BTreeSet<Uuid> = index.samples.iter().map(|s| s.id).collect();
             let mut outcomes = Vec::with_capacity(candidates.len());
             let mut accepted: Vec<&NewSample> = Vec::new();
             for c in &candidates {
+                if listed.contains(&c.record.id) {
+                    // Ours, from an index write whose answer was lost.
+                    outcomes.push(Ok(c.record.id));
+                    continue;
+                }
                 let known = index
                     .samples
                     .iter()
@@ -268,38 +293,59 @@ impl Registry {
             }
             // Files first, create-only: the index must never list a sample without them.
             for c in &accepted {
-                if written.insert(c.record.id) {
+                if !written.contains(&c.record.id) {
                     self.put_sample_files(dataset, c).await?;
+                    written.insert(c.record.id);
                 }
             }
-            index
-                .samples
-                .extend(accepted.iter().map(|c| c.record.clone()));
-            let bytes = Bytes::from(serde_json::to_vec(&index).expect("serializes"));
-            let mode = match &etag {
-                Some(e) => PutMode::IfMatch(e.clone()),
-                None => PutMode::Create,
-            };
-            match self.store().put(&key, bytes, mode).await {
-                Ok(_) => {
-                    // Files of candidates that a concurrent writer's samples made duplicates.
-                    let kept: BTreeSet<Uuid> = accepted.iter().map(|c| c.record.id).collect();
-                    for c in candidates
-                        .iter()
-                        .filter(|c| written.contains(&c.record.id) && !kept.contains(&c.record.id))
-                    {
-                        self.delete_sample_files(dataset, c).await?;
+            let kept: BTreeSet<Uuid> = accepted
+                .iter()
+                .map(|c| c.record.id)
+                .chain(listed.iter().copied())
+                .collect();
+            let done = if accepted.is_empty() {
+                true
+            } else {
+                index
+                    .samples
+                    .extend(accepted.iter().map(|c| c.record.clone()));
+                let bytes = Bytes::from(serde_json::to_vec(&index).expect("serializes"));
+                let mode = match &etag {
+                    Some(e) => PutMode::IfMatch(e.clone()),
+                    None => PutMode::Create,
+                };
+                match self.store().put(&key, bytes, mode).await {
+                    Ok(_) => true,
+                    Err(
+                        StoreError::PreconditionFailed { .. } | StoreError::AlreadyExists { .. },
+                    ) => {
+                        lost_races += 1;
+                        false
                     }
-                    return Ok(Added {
-                        outcomes,
-                        lost_races,
-                    });
+                    Err(e @ StoreError::Backend { .. }) => {
+                        backend_failures += 1;
+                        if backend_failures >= BACKEND_ATTEMPTS {
+                            return Err(e.into());
+                        }
+                        false
+                    }
                 }
-                Err(StoreError::PreconditionFailed { .. } | StoreError::AlreadyExists { .. }) => {
-                    lost_races += 1;
+            };
+            if done {
+                // Files of candidates that a concurrent writer's samples made duplicates; never
+                // those of a sample the index lists.
+                for c in candidates
+                    .iter()
+                    .filter(|c| written.contains(&c.record.id) && !kept.contains(&c.record.id))
+                {
+                    self.delete_sample_files(dataset, c).await?;
                 }
-                Err(e) => return Err(e.into()),
+                return Ok(Added {
+                    outcomes,
+                    lost_races,
+                });
             }
+            self.backoff(attempt).await;
         }
         Err(Error::Conflict {
             key,
@@ -312,17 +358,15 @@ impl Registry {
         let meta = dataset_key(dataset, &c.meta_path())?;
         let meta_bytes = Bytes::from(serde_json::to_vec_pretty(&c.meta).expect("serializes"));
         for (key, bytes) in [(image, c.image.clone()), (meta, meta_bytes)] {
-            self.store().put(&key, bytes, PutMode::Create).await?;
+            self.create_or_adopt(&key, bytes).await?;
         }
         Ok(())
     }
 
     async fn delete_sample_files(&self, dataset: &DatasetName, c: &NewSample) -> Result<(), Error> {
-        self.store()
-            .delete(&dataset_key(dataset, &c.record.path)?)
+        self.delete_retrying(&dataset_key(dataset, &c.record.path)?)
             .await?;
-        self.store()
-            .delete(&dataset_key(dataset, &c.meta_path())?)
+        self.delete_retrying(&dataset_key(dataset, &c.meta_path())?)
             .await?;
         Ok(())
     }
@@ -401,9 +445,11 @@ impl Registry {
         query: &str,
         state: &serde_json::Value,
     ) -> Result<(), Error> {
+        self.check_writable()?;
         let key = cursor_key(dataset, source, query)?;
         let bytes = Bytes::from(serde_json::to_vec(state).expect("serializes"));
-        self.store().put(&key, bytes, PutMode::Overwrite).await?;
+        self.retrying(|| self.store().put(&key, bytes.clone(), PutMode::Overwrite))
+            .await?;
         Ok(())
     }
 
@@ -414,22 +460,13 @@ impl Registry {
         bytes: Bytes,
         description: &serde_json::Value,
     ) -> Result<Uuid, Error> {
-        let id = Uuid::now_v7();
+        self.check_fresh_writes()?;
+        let id = self.new_id();
         let doc = Bytes::from(serde_json::to_vec(description).expect("serializes"));
         // The bytes first: a description always has its upload.
-        self.store()
-            .put(
-                &dataset_key(dataset, &format!("pending/{id}.bin"))?,
-                bytes,
-                PutMode::Create,
-            )
+        self.create_or_adopt(&dataset_key(dataset, &format!("pending/{id}.bin"))?, bytes)
             .await?;
-        self.store()
-            .put(
-                &dataset_key(dataset, &format!("pending/{id}.json"))?,
-                doc,
-                PutMode::Create,
-            )
+        self.create_or_adopt(&dataset_key(dataset, &format!("pending/{id}.json"))?, doc)
             .await?;
         Ok(id)
     }
@@ -464,12 +501,54 @@ impl Registry {
 
     /// Removes an upload once it was ingested or rejected.
     pub async fn remove_pending(&self, dataset: &DatasetName, id: &Uuid) -> Result<(), Error> {
+        self.check_writable()?;
         for ext in ["json", "bin"] {
-            self.store()
-                .delete(&dataset_key(dataset, &format!("pending/{id}.{ext}"))?)
+            self.delete_retrying(&dataset_key(dataset, &format!("pending/{id}.{ext}"))?)
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// `datasets/<dataset>/features/<pipeline>-v<version>/<hex[..32]>/<hex[32..]>.json`: the cached
+/// feature vector of the sample whose stored bytes hash to `digest`.
+pub fn feature_cache_key(
+    dataset: &DatasetName,
+    pipeline: &str,
+    version: u32,
+    digest: &Digest,
+) -> Result<Key, Error> {
+    let hex = digest.hex();
+    Ok(layout::dataset_object(
+        dataset,
+        &[
+            "features",
+            &format!("{pipeline}-v{version}"),
+            &hex[..32],
+            &format!("{}.json", &hex[32..]),
+        ],
+    )?)
+}
+
+impl Registry {
+    /// The cached feature vector at `key` ([`feature_cache_key`]), if one was stored.
+    pub async fn cached_features(&self, key: &Key) -> Result<Option<Bytes>, Error> {
+        Ok(self.get_retrying(key).await?.map(|o| o.bytes))
+    }
+
+    /// Caches a feature vector, create-only (content-addressed: whoever writes it first writes
+    /// the same vector). A read-only registry caches nothing; that is not an error.
+    pub async fn cache_features(&self, key: &Key, bytes: Bytes) -> Result<(), Error> {
+        if self.check_writable().is_err() {
+            return Ok(());
+        }
+        match self
+            .retrying(|| self.store().put(key, bytes.clone(), PutMode::Create))
+            .await
+        {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -489,6 +568,15 @@ mod tests {
     use crate::store::ObjectStoreBackend;
     use std::sync::Arc;
 
+    async fn writer() -> Registry {
+        Registry::open(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            crate::WritePolicy::Concurrent,
+        )
+        .await
+        .unwrap()
+    }
+
     fn sample(orig: &str, pixels: &str, phash: u64, source_id: Option<&str>) -> NewSample {
         NewSample::new(
             Bytes::from(format!("jpeg of {pixels}")),
@@ -504,7 +592,7 @@ mod tests {
 
     #[tokio::test]
     async fn duplicates_of_every_kind_are_refused_and_snapshots_list_the_rest() {
-        let reg = Registry::read_only(Arc::new(ObjectStoreBackend::in_memory()));
+        let reg = writer().await;
         let ds = DatasetName::new("photos").unwrap();
         let first = reg
             .add_samples(
@@ -567,7 +655,7 @@ mod tests {
 
     #[tokio::test]
     async fn racing_writers_store_one_copy() {
-        let reg = Registry::read_only(Arc::new(ObjectStoreBackend::in_memory()));
+        let reg = writer().await;
         let ds = DatasetName::new("photos").unwrap();
         let tasks: Vec<_> = (0..8)
             .map(|i| {
@@ -601,7 +689,7 @@ mod tests {
 
     #[tokio::test]
     async fn cursors_and_pending_uploads_round_trip() {
-        let reg = Registry::read_only(Arc::new(ObjectStoreBackend::in_memory()));
+        let reg = writer().await;
         let ds = DatasetName::new("photos").unwrap();
         assert!(reg.cursor(&ds, "pexels", "a b/c").await.unwrap().is_none());
         let state = serde_json::json!({"page": 3});

@@ -99,7 +99,7 @@ impl Registry {
     /// The schedule, if one was ever written.
     pub async fn schedule(&self) -> Result<Option<Schedule>, Error> {
         let key = layout::schedule();
-        let Some(object) = self.store().get(&key).await? else {
+        let Some(object) = self.get_retrying(&key).await? else {
             return Ok(None);
         };
         serde_json::from_slice(&object.bytes)
@@ -112,26 +112,26 @@ impl Registry {
 
     /// Writes `schedule` if the registry has none yet; returns the one in force.
     pub async fn init_schedule(&self, schedule: &Schedule) -> Result<Schedule, Error> {
+        self.check_writable()?;
         let bytes = Bytes::from(serde_json::to_vec_pretty(schedule).expect("serializes"));
-        match self
-            .store()
-            .put(&layout::schedule(), bytes, PutMode::Create)
-            .await
-        {
+        match self.create_or_adopt(&layout::schedule(), bytes).await {
             Ok(_) => Ok(schedule.clone()),
-            Err(StoreError::AlreadyExists { .. }) => Ok(self
-                .schedule()
-                .await?
-                .expect("a schedule that exists reads back")),
+            Err(StoreError::AlreadyExists { key }) => {
+                self.schedule().await?.ok_or_else(|| Error::Corrupt {
+                    key,
+                    reason: "exists but cannot be read back".into(),
+                })
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Replaces the schedule.
     pub async fn set_schedule(&self, schedule: &Schedule) -> Result<(), Error> {
+        self.check_writable()?;
         let bytes = Bytes::from(serde_json::to_vec_pretty(schedule).expect("serializes"));
-        self.store()
-            .put(&layout::schedule(), bytes, PutMode::Overwrite)
+        let key = layout::schedule();
+        self.retrying(|| self.store().put(&key, bytes.clone(), PutMode::Overwrite))
             .await?;
         Ok(())
     }
@@ -142,6 +142,7 @@ impl Registry {
         schedule: &Schedule,
         now: DateTime<Utc>,
     ) -> Result<Vec<Due>, Error> {
+        self.check_writable()?;
         let mut out = Vec::new();
         for entry in &schedule.entries {
             let period = entry.period(now);
@@ -172,7 +173,12 @@ mod tests {
 
     #[tokio::test]
     async fn one_job_per_period_however_many_calls() {
-        let reg = Registry::read_only(Arc::new(ObjectStoreBackend::in_memory()));
+        let reg = Registry::open(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            crate::WritePolicy::Concurrent,
+        )
+        .await
+        .unwrap();
         let s = reg.init_schedule(&Schedule::defaults()).await.unwrap();
         let other = Schedule::every(Duration::from_secs(60), Duration::from_secs(60));
         assert_eq!(

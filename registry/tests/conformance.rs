@@ -111,6 +111,11 @@ macro_rules! full_suite {
             check!($factory, a_fault_at_any_call_leaves_no_half_version);
             check!($factory, user_lookup_falls_back_to_the_default);
             check!($factory, concurrent_workers_claim_each_job_once, 8, 40);
+            check!($factory, garbage_collection_frees_only_the_unreachable);
+            check!(
+                $factory,
+                promote_reports_the_previous_version_after_a_lost_answer
+            );
         }
     };
 }
@@ -126,9 +131,59 @@ mod garage_s3 {
     check!(s3("GARAGE"), basic_operations);
     check!(s3("GARAGE"), single_writer_round_trip);
     check!(s3("GARAGE"), ignored_conditions_are_detected);
+    check!(s3("GARAGE"), every_write_path_refuses_an_unsafe_store);
 }
 
 #[tokio::test]
 async fn a_store_that_ignores_conditions_is_detected() {
     conformance::ignored_conditions_are_detected(&ignoring_memory()).await;
+}
+
+#[tokio::test]
+async fn every_write_path_refuses_a_store_that_ignores_conditions() {
+    conformance::every_write_path_refuses_an_unsafe_store(&ignoring_memory()).await;
+}
+
+/// The simulation's actors in real time on a real store, with writes applied and then reported
+/// failed: 8 gated publishers x 20 versions, 4 workers over 50 jobs (one killed mid-run), 4
+/// scrapers over one image set, garbage collection throughout; then the simulation's checks over
+/// everything stored.
+async fn actors_keep_their_promises(store: Arc<dyn Store>) {
+    let opts = registry::sim::real::RealOptions::default();
+    let report = registry::sim::real::run(store, &opts).await;
+    eprintln!(
+        "real-time run: {:.1} s, faults {:?}, jobs done {} failed {}, {} versions, {} collections",
+        report.seconds,
+        report.faults,
+        report.done,
+        report.failed,
+        report.versions,
+        report.collections
+    );
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    assert_eq!(report.done + report.failed, opts.jobs, "every job ended");
+    assert!(report.done > opts.jobs / 2, "most jobs succeed");
+    assert!(report.versions > 0);
+    assert!(report.collections > 0, "the collector ran");
+    assert!(
+        report.faults.values().sum::<u64>() > 20,
+        "faults were injected: {:?}",
+        report.faults
+    );
+}
+
+mod real_time {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn in_memory_actors_keep_their_promises() {
+        actors_keep_their_promises(memory()()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn moto_s3_actors_keep_their_promises() {
+        if let Some(make) = s3("S3") {
+            actors_keep_their_promises(make()).await;
+        }
+    }
 }

@@ -155,6 +155,25 @@ pub enum Command {
         #[arg(long, default_value = "production")]
         alias: String,
     },
+    /// Remove what nothing references any more: blobs of no version or snapshot, manifests of
+    /// retired versions and of publishes that never finished, sample files no index lists,
+    /// stale probe and staging files. Safe beside running publishers and workers: objects
+    /// younger than --grace are left alone.
+    ///
+    /// Examples: `exposr-trainer gc --dry-run` (what would go); `exposr-trainer gc --keep-last 5`
+    /// (also retire all but the newest 5 versions of each model, aliased ones kept).
+    Gc {
+        /// Report what would be freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep only the newest N versions of each model, plus every aliased one; the others
+        /// leave the index for good (their version numbers are never reused).
+        #[arg(long)]
+        keep_last: Option<usize>,
+        /// Leave unreferenced objects younger than this (publishes and scrapes in flight).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
     /// Read every artifact of a version and check its size and digest.
     Verify {
         /// Model name.

@@ -17,7 +17,7 @@ use registry::manifest::{
     Artifact, DatasetLineage, FeaturePipeline, GateDecision, GoldenCase, Metrics, ModelInfo,
     Preprocessing, SCHEMA_VERSION, Signature, TensorSpec, TrainingRecord,
 };
-use registry::{Alias, Label, Manifest, ModelName, Registry, Version, VersionChoice};
+use registry::{Alias, Label, Manifest, ModelName, Promotion, Registry, Version, VersionChoice};
 use serde::Serialize;
 use serde_json::json;
 
@@ -63,6 +63,15 @@ pub struct Request<'a> {
     /// Each row's perceptual hash (image samples): no near-duplicate pair may straddle the
     /// split between training and test rows.
     pub phashes: Option<Vec<Option<u64>>>,
+    /// Called right before publishing: a worker renews its job's lease there, so that a worker
+    /// whose lease was taken over cannot publish.
+    pub fence: Option<std::sync::Arc<dyn Fence>>,
+}
+
+/// A check made right before the publish: fails if this run must not publish any more.
+pub trait Fence: Send + Sync {
+    /// Ok while the run may publish.
+    fn check(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>>;
 }
 
 /// Everything a run produced, for the summary and for callers.
@@ -390,7 +399,7 @@ pub async fn train_and_publish(
         }
         Err(e) => return Err(e),
     };
-    let gate = decide(cfg, req.force, outcome.test.accuracy, drop, base);
+    let mut gate = decide(cfg, req.force, outcome.test.accuracy, drop, base);
 
     let run_id = run_id();
     let run_dir = req.runs_dir.join(&run_id);
@@ -417,26 +426,28 @@ pub async fn train_and_publish(
             &straddling[..straddling.len().min(5)]
         );
     }
-    let mut manifest = build_manifest(&req, &outcome, &artifacts, &gate, &run_id, drop)?;
-    if req.phashes.is_some() {
-        manifest
-            .metrics
-            .extra
-            .insert("near_duplicates_across_split".into(), json!(0));
-    }
-    if let Some(b) = &req.baseline {
-        let score = baseline_score(b, cfg)?;
-        manifest
-            .metrics
-            .extra
-            .insert("format_only_baseline".into(), score);
-    }
-    write(&out, "manifest.json", &manifest.to_bytes())?;
-    write(
-        &out,
-        "meta.json",
-        &serde_json::to_vec_pretty(&registry::render::crowdmind_meta(&manifest))?,
-    )?;
+    let format_only = req
+        .baseline
+        .as_ref()
+        .map(|b| baseline_score(b, cfg))
+        .transpose()?;
+    let manifest_for = |gate: &GateDecision| -> anyhow::Result<Manifest> {
+        let mut manifest = build_manifest(&req, &outcome, &artifacts, gate, &run_id, drop)?;
+        if req.phashes.is_some() {
+            manifest
+                .metrics
+                .extra
+                .insert("near_duplicates_across_split".into(), json!(0));
+        }
+        if let Some(score) = &format_only {
+            manifest
+                .metrics
+                .extra
+                .insert("format_only_baseline".into(), score.clone());
+        }
+        Ok(manifest)
+    };
+    let mut manifest = manifest_for(&gate)?;
     let metrics = json!({ "test": outcome.test, "val": outcome.val, "int8_test_accuracy": artifacts.int8_accuracy, "cv": outcome.cv });
     write(
         &run_dir,
@@ -469,15 +480,56 @@ pub async fn train_and_publish(
         artifacts.labels.clone(),
     ]
     .map(Bytes::from);
-    let published = reg
-        .publish(manifest, &blobs, VersionChoice::Next)
-        .await
-        .with_context(|| format!("publishing {}", req.name))?;
+    // Publish and promote in one index write, conditional on production still being the
+    // version the gate compared with; if another run moved it meanwhile, decide again.
+    let mut regated = 0;
+    let published = loop {
+        if let Some(fence) = &req.fence {
+            fence
+                .check()
+                .await
+                .context("checking the job's lease before publishing")?;
+        }
+        let result = match gate.promoted {
+            true => {
+                let promotion = Promotion {
+                    alias: Alias::production(),
+                    expected: gate.baseline.clone(),
+                };
+                reg.publish_promoted(manifest.clone(), &blobs, VersionChoice::Next, promotion)
+                    .await
+            }
+            false => {
+                reg.publish(manifest.clone(), &blobs, VersionChoice::Next)
+                    .await
+            }
+        };
+        match result {
+            Err(e @ registry::Error::AliasMoved { .. }) if regated < 3 => {
+                regated += 1;
+                tracing::warn!("{e}");
+                let base = match baseline(reg, &req, &outcome).await {
+                    Ok(b) => b,
+                    Err(e) if req.force => {
+                        tracing::warn!("no comparable production baseline: {e:#}");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
+                gate = decide(cfg, req.force, outcome.test.accuracy, drop, base);
+                manifest = manifest_for(&gate)?;
+            }
+            other => break other.with_context(|| format!("publishing {}", req.name))?,
+        }
+    };
     let version = published.manifest.version.clone();
-    if gate.promoted {
-        reg.promote(&req.name, &Alias::production(), &version)
-            .await?;
-    }
+    // The run folder shows the manifest as published: its real version.
+    write(&out, "manifest.json", &published.manifest.to_bytes())?;
+    write(
+        &out,
+        "meta.json",
+        &serde_json::to_vec_pretty(&registry::render::crowdmind_meta(&published.manifest))?,
+    )?;
     let summary = RunSummary {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -501,15 +553,13 @@ pub async fn train_and_publish(
         "gate": summary.gate, "dataset": { "id": req.dataset_id, "digest": data.digest },
         "validation": validation,
     });
-    let key = registry::layout::run_object(&run_id, &["record.json"])?;
-    reg.store()
-        .put(
-            &key,
-            serde_json::to_vec_pretty(&record)?.into(),
-            registry::store::PutMode::Create,
-        )
-        .await
-        .context("storing the run record")?;
+    reg.put_run_file(
+        &run_id,
+        "record.json",
+        serde_json::to_vec_pretty(&record)?.into(),
+    )
+    .await
+    .context("storing the run record")?;
     write(
         &run_dir,
         "record.json",

@@ -37,7 +37,7 @@ async fn handle(req: Request) -> Response {
         r.set_header("www-authenticate", "Bearer");
         return r;
     }
-    let reg = match functions::registry_or_503() {
+    let reg = match functions::appender_or_503() {
         Ok(r) => r,
         Err(response) => return response,
     };

@@ -25,18 +25,39 @@ pub const REGISTRY_URL: &str = "EXPOSR_REGISTRY";
 /// Environment variable with the host's start time (RFC 3339), for `uptime`.
 pub const STARTED_AT: &str = "EXPOSR_STARTED_AT";
 
-/// The registry the host gives this component: S3 when `EXPOSR_REGISTRY` is an `s3://` URL,
-/// else the preopened directory. Components never publish; the jobs component only creates job
-/// objects, create-only.
-pub fn registry() -> anyhow::Result<Registry> {
+/// The store the host gives this component: S3 when `EXPOSR_REGISTRY` is an `s3://` URL, else
+/// the preopened directory.
+fn store() -> anyhow::Result<Arc<dyn Store>> {
     if let Ok(url) = std::env::var(REGISTRY_URL)
         && url.starts_with("s3://")
     {
-        return Ok(Registry::read_only(s3(&url)?));
+        return s3(&url);
     }
     let dir = std::env::var(REGISTRY_DIR).unwrap_or_else(|_| "/registry".to_owned());
-    let store: Arc<dyn Store> = Arc::new(DirStore::open_existing(&dir)?);
-    Ok(Registry::read_only(store))
+    Ok(Arc::new(DirStore::open_existing(&dir)?))
+}
+
+/// The registry, for reading only. Components never publish.
+pub fn registry() -> anyhow::Result<Registry> {
+    Ok(Registry::read_only(store()?))
+}
+
+/// The registry for the jobs component: it may add job requests and uploads (create-only
+/// writes under fresh keys) and nothing else.
+pub fn appender() -> anyhow::Result<Registry> {
+    Ok(Registry::appender(store()?))
+}
+
+/// The appending registry, or the 503 to answer when the host gave none.
+pub fn appender_or_503() -> Result<Registry, Response> {
+    appender().map_err(|e| {
+        eprintln!("registry unavailable: {e:#}");
+        problem(
+            503,
+            "registry_unavailable",
+            "the model registry is not available",
+        )
+    })
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ETag, Object, PutMode, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+use super::{ETag, Object, ObjectMeta, PutMode, Scratch, Store, StoreError};
 use crate::digest::Digest;
 use crate::layout::Key;
 
@@ -111,7 +113,13 @@ impl DirStore {
         };
         // After a rename the staged file is gone already; after a link or a failure it is not.
         let _ = fs::remove_file(&staged);
-        outcome.map(|()| etag_of(bytes))
+        outcome?;
+        // The new name is durable only once its directory is: without this, a power cut can
+        // lose a write that was reported done (and an index that lists it).
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent).map_err(io_err)?;
+        }
+        Ok(etag_of(bytes))
     }
 
     fn swap_sync(
@@ -141,6 +149,50 @@ impl DirStore {
         }
         fs::rename(staged, dest).map_err(io_err)
         // The lock is released when `lock` is dropped, after the rename.
+    }
+
+    fn list_meta_sync(&self, prefix: &str) -> io::Result<Vec<ObjectMeta>> {
+        let keys = self.list_sync(prefix)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let meta = match fs::metadata(self.file(&key)?) {
+                Ok(meta) => meta,
+                // Removed between the listing and now.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(ObjectMeta {
+                key,
+                size: meta.len(),
+                last_modified: DateTime::<Utc>::from(meta.modified()?),
+            });
+        }
+        Ok(out)
+    }
+
+    fn clean_staging_sync(&self, older_than: DateTime<Utc>, dry_run: bool) -> io::Result<Scratch> {
+        let mut found = Scratch::default();
+        let entries = match fs::read_dir(self.root.join(STAGING)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if !meta.is_file() || DateTime::<Utc>::from(meta.modified()?) >= older_than {
+                continue;
+            }
+            found.files += 1;
+            found.bytes += meta.len();
+            if !dry_run {
+                match fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn list_sync(&self, prefix: &str) -> io::Result<Vec<Key>> {
@@ -181,6 +233,20 @@ impl DirStore {
     }
 }
 
+/// Flushes a directory's entries to disk (a no-op where directories cannot be opened, as on
+/// WASI preopens that are read-only).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
 fn etag_of(bytes: &[u8]) -> ETag {
     ETag::new(Digest::of(bytes).hex())
 }
@@ -218,6 +284,31 @@ impl Store for DirStore {
         blocking(move || this.list_sync(&p))
             .await
             .map_err(|e| StoreError::backend("list", &Key::from_store(prefix.to_owned()), e))
+    }
+
+    async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
+        let path = self
+            .file(key)
+            .map_err(|e| StoreError::backend("head", key, e))?;
+        Ok(path.is_file())
+    }
+
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let (this, p) = (self.clone(), prefix.to_owned());
+        blocking(move || this.list_meta_sync(&p))
+            .await
+            .map_err(|e| StoreError::backend("list", &Key::from_store(prefix.to_owned()), e))
+    }
+
+    async fn clean_scratch(
+        &self,
+        older_than: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Scratch, StoreError> {
+        let this = self.clone();
+        blocking(move || this.clean_staging_sync(older_than, dry_run))
+            .await
+            .map_err(|e| StoreError::backend("clean", &Key::from_store(STAGING.to_owned()), e))
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {

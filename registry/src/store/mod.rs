@@ -16,6 +16,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 use crate::layout::Key;
 
@@ -68,6 +69,26 @@ pub struct Object {
     pub bytes: Bytes,
     /// Its version tag, for a later [`PutMode::IfMatch`].
     pub etag: ETag,
+}
+
+/// A listed object: its key, size and when the store last wrote it (the store's clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: Key,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, by the store's clock.
+    pub last_modified: DateTime<Utc>,
+}
+
+/// What [`Store::clean_scratch`] found: abandoned scratch files of the store itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scratch {
+    /// Files found (and removed, unless it was a dry run).
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// Errors of a store call.
@@ -123,14 +144,33 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// Writes `bytes` at `key` under `mode`; returns the new ETag.
     async fn put(&self, key: &Key, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError>;
 
+    /// Whether `key` exists, without reading it (a HEAD where the backend has one).
+    async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
+        Ok(self.get(key).await?.is_some())
+    }
+
     /// Every key under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError>;
+
+    /// Every object under `prefix` with its size and age, sorted by key (for garbage collection).
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
 
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;
 
     /// Where the store lives, for messages (never includes credentials).
     fn describe(&self) -> String;
+
+    /// Removes the store's own scratch files (a directory store's staging files) last written
+    /// before `older_than`: what a crash between staging and publishing a write leaves behind.
+    /// Stores without scratch files have nothing to do.
+    async fn clean_scratch(
+        &self,
+        _older_than: DateTime<Utc>,
+        _dry_run: bool,
+    ) -> Result<Scratch, StoreError> {
+        Ok(Scratch::default())
+    }
 
     /// A URL through which anyone may GET `key` for `expires_in`, for stores that can presign
     /// one (S3); `None` for the others, whose bytes are served through the API.

@@ -9,7 +9,7 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload, UpdateVersion};
 
-use super::{ETag, Object, PutMode, Store, StoreError};
+use super::{ETag, Object, ObjectMeta, PutMode, Store, StoreError};
 use crate::layout::Key;
 
 /// A registry store over an `object_store` backend.
@@ -88,7 +88,12 @@ impl Store for ObjectStoreBackend {
             .put_opts(&location, PutPayload::from_bytes(bytes), options)
             .await
         {
-            Ok(result) => Ok(ETag::new(result.e_tag.unwrap_or_default())),
+            // A compare-and-swap needs the tag of what we wrote: a store that gives none (or an
+            // empty one) cannot be used for one, and must not be taken to have given "".
+            Ok(result) => match result.e_tag.filter(|t| !t.is_empty()) {
+                Some(tag) => Ok(ETag::new(tag)),
+                None => Err(StoreError::backend("put", key, "store returned no ETag")),
+            },
             Err(object_store::Error::AlreadyExists { .. }) => {
                 Err(StoreError::AlreadyExists { key: key.clone() })
             }
@@ -99,7 +104,25 @@ impl Store for ObjectStoreBackend {
         }
     }
 
+    async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
+        let location = path("head", key)?;
+        match self.inner.head(&location).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(StoreError::backend("head", key, e)),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect())
+    }
+
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let folder = prefix.trim_end_matches('/');
         let as_key = Key::from_store(prefix.to_owned());
         let location = if folder.is_empty() {
@@ -113,12 +136,18 @@ impl Store for ObjectStoreBackend {
             .try_collect()
             .await
             .map_err(|e| StoreError::backend("list", &as_key, e))?;
-        let mut keys: Vec<Key> = metas
+        // The listing is by folder; a prefix may end inside a name.
+        let mut found: Vec<ObjectMeta> = metas
             .into_iter()
-            .map(|m| Key::from_store(m.location.to_string()))
+            .map(|m| ObjectMeta {
+                key: Key::from_store(m.location.to_string()),
+                size: m.size,
+                last_modified: m.last_modified,
+            })
+            .filter(|m| m.key.as_str().starts_with(prefix))
             .collect();
-        keys.sort();
-        Ok(keys)
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {

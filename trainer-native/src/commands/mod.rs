@@ -131,6 +131,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             train_params,
         } => jobs::schedule(g, scrape_every, train_every, &train_params).await,
         Command::History { model, limit } => jobs::history(g, model.as_deref(), limit).await,
+        Command::Gc {
+            dry_run,
+            keep_last,
+            grace,
+        } => registry_ops::gc(g, dry_run, keep_last, grace).await,
         Command::Publish {
             manifest,
             artifacts,

@@ -112,6 +112,61 @@ pub async fn promote(g: &Global, name: &str, version: &str, alias: &str) -> anyh
     Ok(())
 }
 
+pub async fn gc(
+    g: &Global,
+    dry_run: bool,
+    keep_last: Option<usize>,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        keep_last != Some(0),
+        "--keep-last 0 would retire every version that no alias points at; give 1 or more"
+    );
+    let reg = if dry_run {
+        reader(g)?
+    } else {
+        writer(g).await?
+    };
+    let opts = registry::gc::GcOptions {
+        keep_last,
+        grace,
+        dry_run,
+    };
+    let started = std::time::Instant::now();
+    let report = reg
+        .collect_garbage(&opts)
+        .await
+        .context("collecting garbage")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if g.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["seconds"] = json!(seconds);
+        return print_json(&value);
+    }
+    let verb = if dry_run { "would free" } else { "freed" };
+    let total = report.total();
+    println!(
+        "scanned {} objects in {seconds:.2} s; {verb} {} objects, {} bytes",
+        report.scanned, total.objects, total.bytes
+    );
+    for (kind, freed) in &report.freed {
+        println!(
+            "  {kind:<10} {:>8} objects {:>12} bytes",
+            freed.objects, freed.bytes
+        );
+    }
+    for retired in &report.retired {
+        println!("  retired {retired}");
+    }
+    if report.spared > 0 {
+        println!(
+            "  spared {} objects referenced while collecting",
+            report.spared
+        );
+    }
+    Ok(())
+}
+
 pub async fn verify(g: &Global, name: &str, reference: &str) -> anyhow::Result<()> {
     let name = ModelName::new(name)?;
     let reg = reader(g)?;

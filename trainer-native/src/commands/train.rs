@@ -217,6 +217,7 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         job: None,
         baseline,
         phashes,
+        fence: None,
     };
     let summary = pipeline::train_and_publish(&reg, request, &mut bars).await?;
     if let Some(bar) = &bars.epochs {

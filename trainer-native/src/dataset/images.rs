@@ -10,7 +10,6 @@ use registry::Label;
 use registry::Registry;
 use registry::datasets::{Snapshot, SnapshotLayout};
 use registry::layout;
-use registry::store::{PutMode, StoreError};
 
 use super::Dataset;
 
@@ -35,15 +34,11 @@ pub fn is_image_snapshot(snapshot: &Snapshot) -> bool {
 /// may have at most 64 bytes).
 fn cache_key(snapshot: &Snapshot, digest: &registry::Digest) -> anyhow::Result<layout::Key> {
     let (name, version) = vision::features::PIPELINE;
-    let hex = digest.hex();
-    Ok(layout::dataset_object(
+    Ok(registry::samples::feature_cache_key(
         &snapshot.dataset,
-        &[
-            "features",
-            &format!("{name}-v{version}"),
-            &hex[..32],
-            &format!("{}.json", &hex[32..]),
-        ],
+        name,
+        version,
+        digest,
     )?)
 }
 
@@ -85,8 +80,8 @@ pub async fn load(reg: &Registry, snapshot: &Snapshot) -> anyhow::Result<(Datase
     for (row, entry) in snapshot.entries.iter().enumerate() {
         bar.inc(1);
         let key = cache_key(snapshot, &entry.digest)?;
-        let cached: Option<Vec<f32>> = match reg.store().get(&key).await? {
-            Some(o) => serde_json::from_slice(&o.bytes)
+        let cached: Option<Vec<f32>> = match reg.cached_features(&key).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
                 .ok()
                 .filter(|v: &Vec<f32>| v.len() == names.len()),
             None => None,
@@ -101,11 +96,7 @@ pub async fn load(reg: &Registry, snapshot: &Snapshot) -> anyhow::Result<(Datase
                 let v = vision::features_of_sample(&bytes)
                     .with_context(|| format!("features of {}", entry.path))?;
                 let json = Bytes::from(serde_json::to_vec(&v)?);
-                // Content-addressed: whoever writes it first writes the same vector.
-                match reg.store().put(&key, json, PutMode::Create).await {
-                    Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                reg.cache_features(&key, json).await?;
                 report.computed += 1;
                 v
             }

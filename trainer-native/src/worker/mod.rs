@@ -20,6 +20,7 @@ use registry::jobs::{ClaimOptions, ClaimStats, Claimed, Job, JobKind, JobState};
 use registry::schedule::Schedule;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::Mutex as AsyncMutex;
 use tokio::sync::{oneshot, watch};
 
 use crate::collect::{self, SourcesConfig};
@@ -109,11 +110,15 @@ pub async fn run(reg: Registry, opts: Options) -> anyhow::Result<Summary> {
         summary.lost_races += stats.lost_races;
         match claimed {
             Some(claimed) => {
-                let job = run_claimed(&reg, claimed, &opts, &stop).await?;
-                summary.jobs.push(json!({
-                    "id": job.id, "kind": job.kind, "attempts": job.attempts,
-                    "state": serde_json::to_value(&job.state)?["state"],
-                }));
+                // A job that could not be finished (its lease lost, the store failing) is left
+                // to its lease: another worker takes it over. This worker goes on.
+                match run_claimed(&reg, claimed, &opts, &stop).await {
+                    Ok(job) => summary.jobs.push(json!({
+                        "id": job.id, "kind": job.kind, "attempts": job.attempts,
+                        "state": serde_json::to_value(&job.state)?["state"],
+                    })),
+                    Err(e) => tracing::error!("finishing the job failed: {e:#}"),
+                }
                 if *stop.borrow() {
                     break;
                 }
@@ -162,11 +167,13 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 /// Runs one claimed job to its end (done, retried, failed, handed back or lost).
 async fn run_claimed(
     reg: &Registry,
-    mut claimed: Claimed,
+    claimed: Claimed,
     opts: &Options,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Job> {
     let job = claimed.job.clone();
+    // Shared with the job thread, whose fence renews the lease right before it publishes.
+    let held = Arc::new(AsyncMutex::new(claimed));
     let started = Utc::now();
     // `<kind>_<time>_<job>_a<attempt>`: sorted by time, and `/status` reads the time of the last
     // scrape from the key alone.
@@ -196,6 +203,11 @@ async fn run_claimed(
         sources: opts.sources.clone(),
         runs_dir: opts.runs_dir.clone(),
         log: log.clone(),
+        fence: Arc::new(LeaseFence {
+            reg: reg.clone(),
+            held: held.clone(),
+            lease: opts.claim.lease,
+        }),
     };
     std::thread::Builder::new()
         .name(format!("job-{}", job.id))
@@ -222,6 +234,7 @@ async fn run_claimed(
         tokio::select! {
             r = &mut done_rx => break Outcome::Finished(r.ok().flatten()),
             _ = tokio::time::sleep(renew_every) => {
+                let mut claimed = held.lock().await;
                 match reg.renew(&mut claimed, opts.claim.lease).await {
                     Ok(()) => {}
                     Err(e @ registry::Error::LeaseLost { .. }) => {
@@ -230,7 +243,9 @@ async fn run_claimed(
                     }
                     Err(e) => {
                         tracing::warn!("renewing the lease failed, retrying: {e}");
-                        if lease_expired(&claimed.job.state) {
+                        // Stop a third of the lease early: another machine's clock may be
+                        // ahead of ours by that much, and take the job over.
+                        if claimed.lease_nearly_over(Utc::now(), opts.claim.lease / 3) {
                             let _ = cancel_tx.send(());
                             break Outcome::Lost(format!("the lease expired while renewals failed: {e}"));
                         }
@@ -244,6 +259,7 @@ async fn run_claimed(
         }
     };
 
+    let claimed = held.lock().await.clone();
     let (final_job, record) = match outcome {
         Outcome::Finished(Some(Ok(result))) => {
             log.line(format!("done in {:.2} s", clock.elapsed().as_secs_f64()));
@@ -307,10 +323,6 @@ enum Outcome {
     Lost(String),
 }
 
-fn lease_expired(state: &JobState) -> bool {
-    matches!(state, JobState::Running { lease_expires, .. } if *lease_expires <= Utc::now())
-}
-
 async fn write_record(
     reg: &Registry,
     runs_dir: &std::path::Path,
@@ -322,11 +334,9 @@ async fn write_record(
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("job.json"), &bytes)
         .with_context(|| format!("writing {}", dir.join("job.json").display()))?;
-    let key = registry::layout::run_object(run_id, &["job.json"])?;
-    reg.store()
-        .put(&key, bytes.into(), registry::store::PutMode::Create)
+    reg.put_run_file(run_id, "job.json", bytes.into())
         .await
-        .with_context(|| format!("storing {key}"))?;
+        .with_context(|| format!("storing the record of run {run_id}"))?;
     Ok(())
 }
 
@@ -337,6 +347,25 @@ pub struct Context {
     sources: Option<PathBuf>,
     runs_dir: PathBuf,
     log: JobLog,
+    fence: Arc<dyn crate::pipeline::Fence>,
+}
+
+/// The fence of a held job: a renewal, so that the lease is whole when the publish starts and a
+/// worker whose lease was taken over stops before publishing.
+struct LeaseFence {
+    reg: Registry,
+    held: Arc<AsyncMutex<Claimed>>,
+    lease: Duration,
+}
+
+impl crate::pipeline::Fence for LeaseFence {
+    fn check(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut claimed = self.held.lock().await;
+            self.reg.renew(&mut claimed, self.lease).await?;
+            Ok(())
+        })
+    }
 }
 
 async fn execute(ctx: &Context) -> anyhow::Result<Value> {

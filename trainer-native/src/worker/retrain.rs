@@ -116,19 +116,14 @@ async fn train_one(
     let snapshot = reg.latest_snapshot(dataset).await?.with_context(|| {
         format!("dataset {dataset} has no snapshot: ingest it or scrape its source first")
     })?;
-    let history = reg.history(name, Some(50)).await?;
-    let last_trained = history
-        .iter()
-        .rev()
-        .find(|h| matches!(h.decision, Decision::Promoted | Decision::Kept));
+    // The newest version's lineage, not a window of the history: however many skips were
+    // recorded since, an unchanged snapshot is seen as unchanged.
     if !params.force
-        && let Some(last) = last_trained
-        && last.snapshot == Some(snapshot.digest)
+        && let Some((version, trained_on)) = reg.last_trained_snapshot(name).await?
+        && trained_on == snapshot.digest
     {
         let reason = format!(
-            "no new data since run {} ({}): snapshot {} is unchanged",
-            last.run_id,
-            last.version.as_deref().unwrap_or("-"),
+            "no new data since {version}: snapshot {} is unchanged",
             snapshot.id
         );
         ctx.log.line(format!("{name}: skipped, {reason}"));
@@ -189,6 +184,7 @@ async fn train_one(
         job: Some(ctx.job.id),
         baseline,
         phashes,
+        fence: Some(ctx.fence.clone()),
     };
     let summary = pipeline::train_and_publish(reg, request, &mut LogObserver(&ctx.log)).await?;
     ctx.log.line(format!(
