@@ -458,21 +458,28 @@ impl Registry {
                 .await
             {
                 Ok(tag) => return Ok(Some(tag)),
-                Err(StoreError::PreconditionFailed { .. }) => false,
+                Err(StoreError::PreconditionFailed { .. }) => None,
                 Err(e @ StoreError::Backend { .. }) => {
                     failures += 1;
-                    if failures >= BACKEND_ATTEMPTS {
-                        return Err(e.into());
-                    }
                     self.backoff(failures).await;
-                    true
+                    Some(e)
                 }
                 Err(e) => return Err(e.into()),
             };
             match self.get_retrying(&key).await? {
                 Some(o) if o.bytes == bytes => return Ok(Some(o.etag)),
+                // Still failing after every try, and not applied.
+                _ if failures >= BACKEND_ATTEMPTS => {
+                    return Err(backend.map_or(
+                        Error::Conflict {
+                            key: key.clone(),
+                            attempts: failures,
+                        },
+                        Error::from,
+                    ));
+                }
                 // A backend failure that was not applied: try again.
-                Some(o) if backend && o.etag == *etag => continue,
+                Some(o) if backend.is_some() && o.etag == *etag => continue,
                 _ => return Ok(None),
             }
         }

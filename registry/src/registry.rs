@@ -220,6 +220,11 @@ impl Registry {
             .await
         {
             Ok(_) => Ok(true),
+            // Every try failed in the backend, the last perhaps after it was applied: look.
+            Err(e @ StoreError::Backend { .. }) => match self.store.get(key).await {
+                Ok(Some(object)) if object.bytes == bytes => Ok(true),
+                _ => Err(e),
+            },
             Err(StoreError::AlreadyExists { .. }) => match self.get_retrying(key).await? {
                 Some(object) if object.bytes == bytes => Ok(false),
                 _ => Err(StoreError::AlreadyExists { key: key.clone() }),
@@ -719,9 +724,6 @@ impl Registry {
                 Ok(_) => return Ok(true),
                 Err(e @ StoreError::Backend { .. }) => {
                     backend_failures += 1;
-                    if backend_failures >= BACKEND_ATTEMPTS {
-                        return Err(e.into());
-                    }
                     e
                 }
                 Err(
@@ -731,6 +733,8 @@ impl Registry {
             tracing::debug!(%key, attempt, "index write not acknowledged ({failure}); rereading");
             match self.get_retrying(&key).await? {
                 Some(object) if object.bytes == bytes => return Ok(true),
+                // Still failing after every try, and not applied.
+                _ if backend_failures >= BACKEND_ATTEMPTS => return Err(failure.into()),
                 Some(object) => {
                     let index: ModelIndex = parse(&key, &object.bytes)?;
                     seed = Some(Some((index, object.etag)));

@@ -324,10 +324,17 @@ impl Registry {
                     }
                     Err(e @ StoreError::Backend { .. }) => {
                         backend_failures += 1;
-                        if backend_failures >= BACKEND_ATTEMPTS {
-                            return Err(e.into());
+                        if backend_failures < BACKEND_ATTEMPTS {
+                            false
+                        } else {
+                            // Every try failed; the last may have been applied.
+                            let (now, _) = self.sample_index(dataset).await?;
+                            let listed: BTreeSet<Uuid> = now.samples.iter().map(|s| s.id).collect();
+                            if !accepted.iter().all(|c| listed.contains(&c.record.id)) {
+                                return Err(e.into());
+                            }
+                            true
                         }
-                        false
                     }
                 }
             };

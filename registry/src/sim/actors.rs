@@ -206,14 +206,18 @@ pub async fn worker(mut c: Ctx, incarnation: u32) {
                             .reg
                             .complete(claimed, serde_json::json!({ "by": owner }))
                             .await;
-                        if r.is_err() {
-                            c.world
-                                .reported_failed(&format!("completing job {id}"), &key, |b| {
+                        if let Err(e) = &r {
+                            c.world.reported_failed(
+                                &format!("completing job {id}"),
+                                e,
+                                &key,
+                                |b| {
                                     parse_job(b).is_some_and(|j| {
                                         j.attempts == epoch
                                             && matches!(j.state, crate::jobs::JobState::Done { .. })
                                     })
-                                });
+                                },
+                            );
                         }
                         r.map(drop)
                     }
@@ -227,9 +231,9 @@ pub async fn worker(mut c: Ctx, incarnation: u32) {
                                 Duration::from_secs_f64(30.0 * c.scale),
                             )
                             .await;
-                        if r.is_err() {
+                        if let Err(e) = &r {
                             c.world
-                                .reported_failed(&format!("failing job {id}"), &key, |b| {
+                                .reported_failed(&format!("failing job {id}"), e, &key, |b| {
                                     parse_job(b).is_some_and(|j| {
                                         j.attempts == epoch
                                             && j.last_error.as_deref() == Some("simulated failure")
@@ -341,11 +345,11 @@ async fn run_job(
             Ok(p) => c.world.acknowledge("trained", p.manifest.version.as_str()),
             Err(_) => return Ok(false),
         }
-        if c.reg.append_history(&entry).await.is_err() {
+        if let Err(e) = c.reg.append_history(&entry).await {
             let key = crate::layout::history_entry(&model, entry.at, &entry.run_id)?;
             let bytes = serde_json::to_vec_pretty(&entry).expect("serializes");
             c.world
-                .reported_failed(&format!("appending {}", entry.run_id), &key, |b| {
+                .reported_failed(&format!("appending {}", entry.run_id), &e, &key, |b| {
                     b.is_some_and(|b| b[..] == bytes[..])
                 });
             return Ok(false);

@@ -183,10 +183,21 @@ impl World {
         self.state.lock().expect("state").draining
     }
 
-    /// A call reported failed: a violation if its effect is in the store all the same (the
-    /// registry must recognise its own applied writes). `applied` reads the store's bytes at `key`.
-    pub fn reported_failed(&self, what: &str, key: &Key, applied: impl Fn(Option<&Bytes>) -> bool) {
-        if applied(peek(&self.store, key).as_ref()) {
+    /// A call reported `error`: a violation if its effect is in the store all the same (the
+    /// registry must recognise its own applied writes), unless the error says the store kept
+    /// failing, when the outcome is honestly unknown. `applied` reads the store's bytes at `key`.
+    pub fn reported_failed(
+        &self,
+        what: &str,
+        error: &crate::Error,
+        key: &Key,
+        applied: impl Fn(Option<&Bytes>) -> bool,
+    ) {
+        let unknown = matches!(
+            error,
+            crate::Error::Store(crate::store::StoreError::Backend { .. })
+        );
+        if !unknown && applied(peek(&self.store, key).as_ref()) {
             self.violation(format!(
                 "{what}: applied, but reported failed to its caller"
             ));
