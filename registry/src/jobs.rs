@@ -349,7 +349,7 @@ impl Registry {
             .map(|m| m.created_at)
             .ok()
             .or_else(|| created_at_of(id));
-        if !written.is_some_and(|t| lease_until(t, ORPHAN_MARKER_AGE) < self.now()) {
+        if written.is_none_or(|t| lease_until(t, ORPHAN_MARKER_AGE) >= self.now()) {
             return Ok(());
         }
         stats.round_trips += 2;

@@ -182,9 +182,21 @@ async fn metrics(reg: &Registry, req: &Request) -> Response {
     };
     let mut trained = 0usize;
     let mut history = serde_json::Map::new();
+    // Each model's newest version and its test accuracy, from its manifest: however many runs
+    // were skipped since, the figure stays.
+    let mut newest = BTreeMap::new();
     for name in &models {
         match reg.index(name).await {
             Ok(index) => trained += index.versions.len(),
+            Err(e) => return registry_problem(&e),
+        }
+        match reg.by_alias(name, &Alias::latest()).await {
+            Ok(m) => {
+                if let Some(a) = m.metrics.accuracy {
+                    newest.insert(name.to_string(), (m.version.to_string(), a));
+                }
+            }
+            Err(registry::Error::AliasNotFound { .. }) => {}
             Err(e) => return registry_problem(&e),
         }
         match reg.history(name, Some(HISTORY_RUNS)).await {
@@ -233,7 +245,7 @@ async fn metrics(reg: &Registry, req: &Request) -> Response {
             text.push_str(&format!("# HELP exposr_validation_accuracy Test accuracy of the production model.\n# TYPE exposr_validation_accuracy gauge\nexposr_validation_accuracy {a}\n"));
         }
         text.push_str(&format!("# HELP exposr_jobs_pending Jobs queued or running.\n# TYPE exposr_jobs_pending gauge\nexposr_jobs_pending {pending}\n"));
-        text.push_str(&prometheus_history(&history));
+        text.push_str(&prometheus_history(&newest, &history));
         if let Some(t) = last_training {
             text.push_str(&format!("# HELP exposr_last_training_timestamp_seconds When the last training run started.\n# TYPE exposr_last_training_timestamp_seconds gauge\nexposr_last_training_timestamp_seconds {}\n", t.timestamp()));
         }
@@ -259,26 +271,26 @@ async fn metrics(reg: &Registry, req: &Request) -> Response {
 /// Runs per model that `/metrics` shows.
 const HISTORY_RUNS: usize = 10;
 
-/// Gauges of the performance history: each model's latest trained run's accuracy, and how the
-/// recent runs were decided.
-fn prometheus_history(history: &serde_json::Map<String, Value>) -> String {
+/// Gauges of each model's newest version's accuracy, and how its recent runs were decided.
+fn prometheus_history(
+    newest: &BTreeMap<String, (String, f64)>,
+    history: &serde_json::Map<String, Value>,
+) -> String {
     let mut text = String::from(
-        "# HELP exposr_model_test_accuracy Test accuracy of the model's latest trained run.\n\
+        "# HELP exposr_model_test_accuracy Test accuracy of the model's newest version.\n\
          # TYPE exposr_model_test_accuracy gauge\n",
     );
     let mut decisions = String::from(
         "# HELP exposr_recent_training_runs The model's recent training runs by decision.\n\
          # TYPE exposr_recent_training_runs gauge\n",
     );
+    for (model, (version, accuracy)) in newest {
+        text.push_str(&format!(
+            "exposr_model_test_accuracy{{model=\"{model}\",version=\"{version}\"}} {accuracy}\n"
+        ));
+    }
     for (model, runs) in history {
         let runs = runs.as_array().map(Vec::as_slice).unwrap_or_default();
-        if let Some(last) = runs.iter().rev().find(|r| r["accuracy"].is_number()) {
-            text.push_str(&format!(
-                "exposr_model_test_accuracy{{model=\"{model}\",version=\"{}\"}} {}\n",
-                last["version"].as_str().unwrap_or(""),
-                last["accuracy"]
-            ));
-        }
         let mut counts = std::collections::BTreeMap::<&str, usize>::new();
         for r in runs {
             *counts

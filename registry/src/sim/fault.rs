@@ -320,9 +320,7 @@ impl FaultStore {
     }
 
     async fn peek(&self, key: &Key) -> Option<Bytes> {
-        if self.observer.is_none() {
-            return None;
-        }
+        self.observer.as_ref()?;
         self.inner.get(key).await.ok().flatten().map(|o| o.bytes)
     }
 

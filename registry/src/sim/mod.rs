@@ -129,7 +129,7 @@ fn run_with(seed: u64, log: bool) -> Outcome {
                 reg,
                 clock,
                 rng: fastrand::Rng::with_seed(
-                    seed ^ ((me as u64) << 40) ^ u64::from(incarnation) * 7919,
+                    seed ^ ((me as u64) << 40) ^ (u64::from(incarnation) * 7919),
                 ),
                 me,
                 lease: std::time::Duration::from_secs(600),
@@ -169,12 +169,7 @@ fn run_with(seed: u64, log: bool) -> Outcome {
         );
     }
     for _ in 0..rng.usize(1..=3) {
-        add(
-            Role::Worker,
-            true,
-            body(|c, i| actors::worker(c, i)),
-            &mut rng,
-        );
+        add(Role::Worker, true, body(actors::worker), &mut rng);
     }
     let jobs = rng.usize(2..=8);
     add(

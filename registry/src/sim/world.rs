@@ -40,6 +40,9 @@ pub enum Role {
     Collector,
 }
 
+/// A job lease as a worker holds it: (job, epoch, owner).
+type Lease = (Uuid, u32, String);
+
 #[derive(Debug)]
 struct ActorInfo {
     role: Role,
@@ -239,7 +242,7 @@ impl World {
         self.state.lock().expect("state").writes
     }
 
-    fn writer(&self) -> (Option<usize>, Option<Role>, Option<(Uuid, u32, String)>) {
+    fn writer(&self) -> (Option<usize>, Option<Role>, Option<Lease>) {
         let actor = self.time.actor();
         let actors = self.actors.lock().expect("actors");
         match actor.and_then(|a| actors.get(a)) {
