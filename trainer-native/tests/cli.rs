@@ -165,10 +165,18 @@ fn gc_frees_what_nothing_references_and_retires_old_versions() {
     for version in [None, Some("2.0.0"), Some("3.0.0")] {
         let extra: Vec<&str> = version.map_or(vec![], |v| vec!["--version", v]);
         let out = cli.publish(&extra);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A blob nothing references, as a publish that died leaves one.
-    let stray = cli.registry.path().join("blobs/sha256").join("ab".repeat(32));
+    let stray = cli
+        .registry
+        .path()
+        .join("blobs/sha256")
+        .join("ab".repeat(32));
     std::fs::write(&stray, b"orphan").unwrap();
 
     let dry = json(&cli.ok(&["--json", "gc", "--dry-run", "--grace", "0s"]));
@@ -183,18 +191,35 @@ fn gc_frees_what_nothing_references_and_retires_old_versions() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(retired, ["iris v1", "iris 2.0.0"], "{report}");
+    assert_eq!(retired, ["iris-demo v1", "iris-demo 2.0.0"], "{report}");
     assert_eq!(report["freed"]["manifests"]["objects"], 2, "{report}");
-    assert_eq!(report["freed"]["blobs"]["objects"], 1, "the labels blob is still referenced");
+    assert_eq!(
+        report["freed"]["blobs"]["objects"], 1,
+        "the labels blob is still referenced"
+    );
     assert!(!stray.exists());
-    let versions = cli.ok(&["--json", "versions", "iris"]);
-    assert!(versions.contains("3.0.0") && !versions.contains("2.0.0"), "{versions}");
-    let verify = cli.run(&["verify", "iris", "3.0.0"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let index = json(&cli.ok(&["--json", "versions", "iris-demo"]));
+    let listed: Vec<&str> = index["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["3.0.0"], "{index}");
+    assert_eq!(index["retired"], serde_json::json!(["v1", "2.0.0"]));
+    let verify = cli.run(&["verify", "iris-demo", "3.0.0"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 
     let refused = cli.run(&["gc", "--keep-last", "0"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--keep-last 0"));
     let help = cli.ok(&["gc", "--help"]);
-    assert!(help.contains("--dry-run") && help.contains("Examples"), "{help}");
+    assert!(
+        help.contains("--dry-run") && help.contains("Examples"),
+        "{help}"
+    );
 }
