@@ -169,7 +169,8 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
             let ds = args.registry_dataset.as_deref().unwrap_or_default();
             let name = registry::layout::DatasetName::new(ds)
                 .with_context(|| format!("dataset name {ds:?}"))?;
-            let reg = crate::registry_opts::reader(g)?;
+            // A writer: the features it computes are cached in the registry.
+            let reg = crate::registry_opts::writer(g).await?;
             let snapshot = reg.latest_snapshot(&name).await?.with_context(|| {
                 format!("dataset {name} has no snapshot: ingest or scrape it first")
             })?;
