@@ -734,27 +734,23 @@ pub async fn every_write_path_refuses_an_unsafe_store(make: &dyn StoreFactory) {
             .map(drop),
     );
     unsafe_error("snapshot", reg.snapshot_samples(&ds, None).await.map(drop));
-    let entry = crate::history::HistoryEntry {
-        run_id: "run_1".into(),
-        at: chrono::Utc::now(),
-        model: name.clone(),
-        version: None,
-        dataset: None,
-        snapshot: None,
-        accuracy: None,
-        f1_macro: None,
-        roc_auc: None,
-        int8_accuracy: None,
-        decision: crate::history::Decision::Skipped,
-        reason: String::new(),
-        job: None,
-    };
+    let entry = crate::history::HistoryEntry::new(
+        "run_1",
+        chrono::Utc::now(),
+        name.clone(),
+        crate::history::Decision::Skipped,
+        "",
+    );
     unsafe_error("history", reg.append_history(&entry).await);
     unsafe_error(
         "run record",
-        reg.put_run_file("run_1", "record.json", Bytes::from_static(b"{}"))
-            .await
-            .map(drop),
+        reg.put_run_record(
+            &crate::RunId::training(chrono::Utc::now()),
+            "record.json",
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .map(drop),
     );
     unsafe_error(
         "gc",

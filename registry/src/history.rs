@@ -67,6 +67,34 @@ pub struct HistoryEntry {
     pub job: Option<uuid::Uuid>,
 }
 
+impl HistoryEntry {
+    /// An entry for run `run_id` of `model`, decided `decision` for `reason` at `at`, with no
+    /// version, lineage or scores yet (a skipped or failed run has none).
+    pub fn new(
+        run_id: impl Into<String>,
+        at: DateTime<Utc>,
+        model: ModelName,
+        decision: Decision,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            run_id: run_id.into(),
+            at,
+            model,
+            version: None,
+            dataset: None,
+            snapshot: None,
+            accuracy: None,
+            f1_macro: None,
+            roc_auc: None,
+            int8_accuracy: None,
+            decision,
+            reason: reason.into(),
+            job: None,
+        }
+    }
+}
+
 impl Registry {
     /// Appends `entry` to its model's history. Appending the same entry again (a retry whose
     /// first answer was lost) is not an error; another entry for the same run and time is.
@@ -112,20 +140,6 @@ impl Registry {
         Ok(entries)
     }
 
-    /// Stores one file of a run's record (`runs/<run-id>/<file>`), create-only; the same bytes
-    /// again are a retry, not an error. Returns the key.
-    pub async fn put_run_file(
-        &self,
-        run_id: &str,
-        file: &str,
-        bytes: Bytes,
-    ) -> Result<crate::layout::Key, Error> {
-        self.check_writable()?;
-        let key = layout::run_object(run_id, &[file])?;
-        self.create_or_adopt(&key, bytes).await?;
-        Ok(key)
-    }
-
     /// The dataset snapshot the model's newest version was trained on (`latest`'s lineage):
     /// what a retraining compares with to skip a run on unchanged data. However many runs were
     /// skipped since, this stays one index and one manifest read.
@@ -158,21 +172,15 @@ mod tests {
         let model = ModelName::new("iris").unwrap();
         let t0 = Utc::now();
         for (i, run) in ["run_b", "run_a", "run_c"].iter().enumerate() {
-            let entry = HistoryEntry {
-                run_id: (*run).into(),
-                at: t0 + chrono::Duration::seconds(i as i64),
-                model: model.clone(),
-                version: Some(format!("v{i}")),
-                dataset: None,
-                snapshot: None,
-                accuracy: Some(0.9),
-                f1_macro: None,
-                roc_auc: None,
-                int8_accuracy: None,
-                decision: Decision::Promoted,
-                reason: "first".into(),
-                job: None,
-            };
+            let mut entry = HistoryEntry::new(
+                *run,
+                t0 + chrono::Duration::seconds(i as i64),
+                model.clone(),
+                Decision::Promoted,
+                "first",
+            );
+            entry.version = Some(format!("v{i}"));
+            entry.accuracy = Some(0.9);
             reg.append_history(&entry).await.unwrap();
             reg.append_history(&entry)
                 .await
@@ -204,20 +212,14 @@ mod tests {
         .unwrap();
         let model = ModelName::new("iris").unwrap();
         let t0 = Utc::now();
-        let entry = |i: i64, run: String, decision| HistoryEntry {
-            run_id: run,
-            at: t0 + chrono::Duration::seconds(i),
-            model: model.clone(),
-            version: None,
-            dataset: None,
-            snapshot: None,
-            accuracy: None,
-            f1_macro: None,
-            roc_auc: None,
-            int8_accuracy: None,
-            decision,
-            reason: String::new(),
-            job: None,
+        let entry = |i: i64, run: String, decision| {
+            HistoryEntry::new(
+                run,
+                t0 + chrono::Duration::seconds(i),
+                model.clone(),
+                decision,
+                "",
+            )
         };
         for i in 0..60 {
             reg.append_history(&entry(i, format!("skip-{i:03}"), Decision::Skipped))

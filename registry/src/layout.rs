@@ -154,9 +154,12 @@ pub fn snapshot(dataset: &DatasetName, id: &str) -> Result<Key, NameError> {
     Ok(Key(format!("{}{id}.json", snapshots_prefix(dataset))))
 }
 
+/// Top-level folder of run records.
+pub const RUNS: &str = "runs/";
+
 /// `runs/<run-id>/<rest>`, where every segment is checked like a version string.
 pub fn run_object(run_id: &str, rest: &[&str]) -> Result<Key, NameError> {
-    segments(format!("runs/{}", Version::new(run_id)?), rest)
+    segments(format!("{RUNS}{}", Version::new(run_id)?), rest)
 }
 
 /// Folder of the locks of running garbage collections.

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod names;
 mod registry;
 pub mod render;
+pub mod runs;
 pub mod samples;
 pub mod schedule;
 pub mod store;
@@ -41,3 +42,4 @@ pub use registry::{
     ArtifactCheck, MAX_CAS_ATTEMPTS, Promotion, Published, Registry, VerifyReport, VersionChoice,
     WritePolicy,
 };
+pub use runs::{RunId, RunKind};

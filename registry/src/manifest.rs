@@ -122,7 +122,39 @@ pub struct TensorSpec {
     pub shape: Vec<Option<u64>>,
 }
 
-/// A named, versioned feature pipeline.
+/// Which feature pipeline computes a model's inputs: a name and a version. The code that
+/// implements a pipeline owns its id as a constant; a manifest records it in [`FeaturePipeline`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PipelineId {
+    /// Pipeline name, e.g. `tabular` or `image-forensics`.
+    pub name: &'static str,
+    /// Pipeline version: a change to what the features mean is a new version.
+    pub version: u32,
+}
+
+impl PipelineId {
+    /// The id `name` v`version`.
+    pub const fn new(name: &'static str, version: u32) -> Self {
+        Self { name, version }
+    }
+
+    /// The manifest's record of this pipeline with its input names.
+    pub fn describe(self, feature_names: Vec<String>) -> FeaturePipeline {
+        FeaturePipeline {
+            name: self.name.to_owned(),
+            version: self.version,
+            feature_names,
+        }
+    }
+}
+
+impl std::fmt::Display for PipelineId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} v{}", self.name, self.version)
+    }
+}
+
+/// A named, versioned feature pipeline, as a manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeaturePipeline {
     /// Pipeline name, e.g. `tabular` or `image-forensics`.
@@ -132,6 +164,13 @@ pub struct FeaturePipeline {
     /// Input feature names, in order.
     #[serde(default)]
     pub feature_names: Vec<String>,
+}
+
+impl FeaturePipeline {
+    /// Whether these features are computed by pipeline `id`.
+    pub fn is(&self, id: PipelineId) -> bool {
+        self.name == id.name && self.version == id.version
+    }
 }
 
 /// Scaler parameters and the like.

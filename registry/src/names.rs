@@ -15,6 +15,17 @@ pub struct NameError {
     reason: String,
 }
 
+impl NameError {
+    /// A name of `kind` refused for `reason`.
+    pub(crate) fn new(kind: &'static str, input: &str, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            input: input.chars().take(160).collect(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// The character rules of one kind of name.
 struct Rules {
     kind: &'static str,

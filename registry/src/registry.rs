@@ -398,6 +398,16 @@ impl Registry {
         Ok(object.bytes)
     }
 
+    /// The stored bytes of blob `digest` without checking them against it: for a validator,
+    /// which must see tampered or truncated bytes to report them rather than fail to read them.
+    /// `None` when the blob is missing.
+    pub async fn blob_unchecked(&self, digest: &Digest) -> Result<Option<Bytes>, Error> {
+        Ok(self
+            .get_retrying(&layout::blob(digest))
+            .await?
+            .map(|o| o.bytes))
+    }
+
     /// A URL through which a consumer may download the blob `digest` directly from the store
     /// for `expires_in` (presigned S3); `None` when the store cannot presign one. Consumers check
     /// what they download against the digest.

@@ -30,6 +30,54 @@ use crate::layout::{self, DatasetName, Key};
 use crate::registry::{BACKEND_ATTEMPTS, MAX_CAS_ATTEMPTS, Registry, parse};
 use crate::store::{ETag, PutMode, StoreError};
 
+/// Perceptual hashes at most this many bits apart are near duplicates: ingestion keeps one of
+/// them, and no such pair may straddle a model's train/test split.
+pub const NEAR_DUPLICATE_BITS: u32 = 6;
+
+/// The label of an image sample: what the detector learns to tell apart. The one mapping from
+/// text, shared by ingestion, uploads and the counts `/status` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleLabel {
+    /// A photograph.
+    Real,
+    /// Made by an image generator (`ai` accepted when parsing).
+    #[serde(alias = "ai")]
+    AiGenerated,
+}
+
+impl SampleLabel {
+    /// Both labels, in the order a detector's classes are sorted.
+    pub const ALL: [Self; 2] = [Self::AiGenerated, Self::Real];
+
+    /// Parses `real`, `ai_generated` or `ai`; the error says what is accepted.
+    pub fn parse(text: &str) -> Result<Self, crate::names::NameError> {
+        match text {
+            "real" => Ok(Self::Real),
+            "ai" | "ai_generated" => Ok(Self::AiGenerated),
+            other => Err(crate::names::NameError::new(
+                "sample label",
+                other,
+                "must be real or ai_generated (or ai)",
+            )),
+        }
+    }
+
+    /// The label as stored: `real` or `ai_generated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Real => "real",
+            Self::AiGenerated => "ai_generated",
+        }
+    }
+}
+
+impl std::fmt::Display for SampleLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One sample in the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleRecord {
@@ -41,8 +89,8 @@ pub struct SampleRecord {
     pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
-    /// The label (`real`, `ai_generated`).
-    pub label: String,
+    /// The label.
+    pub label: SampleLabel,
     /// Where it came from (`unsplash`, `upload`, `local`, …).
     pub source: String,
     /// The source's own id of the image, if it has one.
@@ -123,7 +171,7 @@ impl NewSample {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         image: Bytes,
-        label: &str,
+        label: SampleLabel,
         source: &str,
         source_id: Option<String>,
         original_sha256: String,
@@ -132,7 +180,7 @@ impl NewSample {
         meta: serde_json::Value,
     ) -> Self {
         let mut sample = Self::with_id(Uuid::now_v7(), Utc::now(), image, meta);
-        sample.record.label = label.to_owned();
+        sample.record.label = label;
         sample.record.source = source.to_owned();
         sample.record.source_id = source_id;
         sample.record.original_sha256 = original_sha256;
@@ -156,7 +204,7 @@ impl NewSample {
                 path,
                 digest: Digest::of(&image),
                 size: image.len() as u64,
-                label: String::new(),
+                label: SampleLabel::Real,
                 source: String::new(),
                 source_id: None,
                 original_sha256: String::new(),
@@ -392,7 +440,7 @@ impl Registry {
                 path: s.path.clone(),
                 digest: s.digest,
                 size: s.size,
-                label: Some(s.label.clone()),
+                label: Some(s.label.to_string()),
             })
             .collect();
         self.snapshot_entries(dataset, entries, SnapshotLayout::DatasetFiles, source)
@@ -521,8 +569,7 @@ impl Registry {
 /// feature vector of the sample whose stored bytes hash to `digest`.
 pub fn feature_cache_key(
     dataset: &DatasetName,
-    pipeline: &str,
-    version: u32,
+    pipeline: crate::manifest::PipelineId,
     digest: &Digest,
 ) -> Result<Key, Error> {
     let hex = digest.hex();
@@ -530,7 +577,7 @@ pub fn feature_cache_key(
         dataset,
         &[
             "features",
-            &format!("{pipeline}-v{version}"),
+            &format!("{}-v{}", pipeline.name, pipeline.version),
             &hex[..32],
             &format!("{}.json", &hex[32..]),
         ],
@@ -587,7 +634,7 @@ mod tests {
     fn sample(orig: &str, pixels: &str, phash: u64, source_id: Option<&str>) -> NewSample {
         NewSample::new(
             Bytes::from(format!("jpeg of {pixels}")),
-            "real",
+            SampleLabel::Real,
             "unsplash",
             source_id.map(str::to_owned),
             orig.into(),

@@ -63,8 +63,10 @@ pub enum Command {
     /// Evaluate a published model's ONNX file on a dataset (tract), printing every metric.
     Evaluate(Box<EvaluateArgs>),
     /// Write a published version's artifacts (each checked against its digest) to a folder, with
-    /// its manifest, CrowdMind's meta.json and the seeds' registry entry.
-    Export {
+    /// its manifest, CrowdMind's meta.json and the seeds' registry entry. (`export` is the old
+    /// name, still accepted.)
+    #[command(alias = "export")]
+    Download {
         /// Model name.
         name: String,
         /// Version or alias.

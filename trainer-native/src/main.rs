@@ -1,18 +1,27 @@
 //! `exposr-trainer`: the operator CLI. Thin: parse, run one command, print the error chain, exit.
 
-mod cli;
+// The pipeline's steps, in the order data flows through them:
+// collect -> dataset -> features -> train -> export -> validate -> publish.
 mod collect;
-mod commands;
 mod dataset;
 mod export;
 mod features;
-mod output;
+mod publish;
+mod train;
+mod validate;
+
+// One train job through the steps, and what runs it.
+mod job;
 mod pipeline;
+mod worker;
+
+// Around the pipeline: classification, the embedded host, the CLI.
+mod cli;
+mod commands;
+mod infer;
+mod output;
 mod registry_opts;
 mod serve;
-mod train;
-mod validator;
-mod worker;
 
 use std::process::ExitCode;
 

@@ -763,7 +763,7 @@ async fn uploads_are_kept_pending_then_ingested_like_any_image() {
         "handled uploads are removed"
     );
     let (index, _) = reg.sample_index(&ds).await.unwrap();
-    assert_eq!(index.samples[0].label, "real");
+    assert_eq!(index.samples[0].label.as_str(), "real");
     assert_eq!(index.samples[0].source, "upload");
     // /status counts the labelled samples of the newest snapshot.
     let status: Value = http

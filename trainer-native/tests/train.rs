@@ -319,7 +319,7 @@ fn export_quantize_and_evaluate_a_published_version() {
     env.train_json("iris", &[]);
     let out = env.dir.path().join("export");
     let listing = env.ok(&[
-        "export",
+        "download",
         "iris",
         "production",
         "--out",

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use functions::{json, problem};
-use registry::{Alias, Manifest, ModelName, Registry, Version, layout};
+use functions::{Config, json, problem};
+use registry::{Alias, Manifest, ModelName, Registry, Version};
 use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Request, Response};
 
 use crate::exposr::validator::{infer, validate};
-use crate::lookup::{DEFAULT_MODEL, current};
+use crate::lookup::current;
 
 /// Largest `/classify` body accepted.
 pub const MAX_CLASSIFY_BODY: usize = 256 * 1024;
@@ -55,7 +55,11 @@ fn millis(since: Instant) -> f64 {
 }
 
 /// Picks the manifest a classification request names.
-async fn resolve(reg: &Registry, req: &ClassifyRequest) -> Result<Manifest, registry::Error> {
+async fn resolve(
+    reg: &Registry,
+    config: &Config,
+    req: &ClassifyRequest,
+) -> Result<Manifest, registry::Error> {
     if let (Some(modality), Some(user)) = (&req.modality, &req.user_id) {
         let alias = Alias::new(req.alias.as_deref().unwrap_or("production"))?;
         return Ok(reg.lookup_user(modality, user, &alias).await?.manifest);
@@ -63,7 +67,7 @@ async fn resolve(reg: &Registry, req: &ClassifyRequest) -> Result<Manifest, regi
     let name = req
         .model
         .clone()
-        .or_else(|| std::env::var(DEFAULT_MODEL).ok())
+        .or_else(|| config.default_model().map(str::to_owned))
         .unwrap_or_default();
     let name = ModelName::new(name)?;
     match (&req.version, &req.alias) {
@@ -126,15 +130,16 @@ fn is_image(req: &Request) -> bool {
         .header("content-type")
         .and_then(|h| h.as_str())
         .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("image/"));
-    typed
-        || body.starts_with(&[0xff, 0xd8, 0xff])
-        || body.starts_with(b"\x89PNG\r\n\x1a\n")
-        || (body.len() >= 12 && &body[..4] == b"RIFF" && &body[8..12] == b"WEBP")
+    typed || vision::sniff(body).is_some()
 }
 
 /// `POST /classify` with an image body (`?model=&version=&alias=&int8=`): decoded, checked and
 /// normalised exactly as ingestion does, measured by the model's feature pipeline, classified.
-async fn classify_image(reg: &Registry, req: &Request) -> Result<Response, registry::Error> {
+async fn classify_image(
+    reg: &Registry,
+    config: &Config,
+    req: &Request,
+) -> Result<Response, registry::Error> {
     let start = Instant::now();
     let body = req.body();
     if body.len() > MAX_IMAGE_BODY {
@@ -156,15 +161,15 @@ async fn classify_image(reg: &Registry, req: &Request) -> Result<Response, regis
         int8: query.get("int8").is_some_and(|v| v == "true" || v == "1"),
         features: Features::Row(Vec::new()),
     };
-    let m = resolve(reg, &parsed).await?;
-    let (name, version) = vision::features::PIPELINE;
-    if m.features.name != name || m.features.version != version {
+    let m = resolve(reg, config, &parsed).await?;
+    let pipeline = vision::features::PIPELINE;
+    if !m.features.is(pipeline) {
         return Ok(problem(
             422,
             "unsupported_pipeline",
             &format!(
-                "{} {} uses feature pipeline {} v{}; this function computes {name} v{version} \
-                 from images",
+                "{} {} uses feature pipeline {} v{}; this function computes {pipeline} from \
+                 images",
                 m.name, m.version, m.features.name, m.features.version
             ),
         ));
@@ -209,16 +214,21 @@ async fn classify_image(reg: &Registry, req: &Request) -> Result<Response, regis
         // `?features=true`: the vector too, to compare with other runtimes.
         let mut body: serde_json::Value =
             serde_json::from_slice(response.body()).unwrap_or_default();
-        body["features"] = json!({ "pipeline": name, "version": version, "values": row });
+        body["features"] =
+            json!({ "pipeline": pipeline.name, "version": pipeline.version, "values": row });
         response = json(200, &body);
     }
     Ok(response)
 }
 
 /// `POST /classify`.
-pub async fn classify(reg: &Registry, req: &Request) -> Result<Response, registry::Error> {
+pub async fn classify(
+    reg: &Registry,
+    config: &Config,
+    req: &Request,
+) -> Result<Response, registry::Error> {
     if is_image(req) {
-        return classify_image(reg, req).await;
+        return classify_image(reg, config, req).await;
     }
     let start = Instant::now();
     let body = req.body();
@@ -234,7 +244,7 @@ pub async fn classify(reg: &Registry, req: &Request) -> Result<Response, registr
         Err(e) => return Ok(bad(format!("malformed classification request: {e}"))),
     };
     let int8 = parsed.int8;
-    let m = resolve(reg, &parsed).await?;
+    let m = resolve(reg, config, &parsed).await?;
     let (width, data) = match rows(parsed.features, &m) {
         Ok(r) => r,
         Err(message) => return Ok(bad(message)),
@@ -325,24 +335,17 @@ pub async fn validate(reg: &Registry, name: &str, v: &str) -> Result<Response, r
     {
         // Read without the registry's digest check: the validator must see tampered or truncated
         // bytes to report them, rather than the read failing.
-        let Some(object) = reg.store().get(&layout::blob(&a.digest)).await? else {
+        let Some(bytes) = reg.blob_unchecked(&a.digest).await? else {
             reports
                 .push(json!({ "role": a.role, "ok": false, "problems": ["the blob is missing"] }));
             continue;
         };
-        match validate::validate(&manifest_json, &a.role, &object.bytes) {
-            Ok(r) => reports.push(json!({
-                "role": a.role,
-                "ok": r.ok,
-                "digest": r.digest,
-                "digest_matches": r.digest_matches,
-                "size_matches": r.size_matches,
-                "signature_matches": r.signature_matches,
-                "golden_checked": r.golden_checked,
-                "golden_max_abs_diff": r.golden_max_abs_diff,
-                "golden_argmax_agree": r.golden_argmax_agree,
-                "problems": r.problems,
-            })),
+        match validate::validate(&manifest_json, &a.role, &bytes) {
+            Ok(report) => {
+                let mut r = serde_json::to_value(&report).unwrap_or_default();
+                r["role"] = json!(a.role);
+                reports.push(r);
+            }
             Err(e) => reports.push(json!({ "role": a.role, "ok": false, "problems": [e] })),
         }
     }

@@ -27,7 +27,13 @@ use functions::{method_not_allowed, problem, registry_problem};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-wit_bindgen::generate!({ path: "../../wit", world: "validator-client" });
+// The validator's report is the WIT record itself, serialisable: the one definition of its
+// fields, the same in the trainer's records.
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "validator-client",
+    additional_derives: [serde::Serialize],
+});
 
 #[http_component]
 async fn handle(req: Request) -> Response {
@@ -42,15 +48,16 @@ async fn handle(req: Request) -> Response {
         (_, true) => return method_not_allowed(&req, "POST"),
         (_, false) => return method_not_allowed(&req, "GET"),
     }
-    let reg = match functions::registry_or_503() {
+    let config = functions::Config::from_env();
+    let reg = match config.registry_or_503() {
         Ok(r) => r,
         Err(response) => return response,
     };
     let result = match segments.as_slice() {
-        ["classify"] => inference::classify(&reg, &req).await,
+        ["classify"] => inference::classify(&reg, &config, &req).await,
         ["models", name, "versions", v, "validate"] => inference::validate(&reg, name, v).await,
         ["models"] => lookup::list(&reg).await,
-        ["models", "latest"] => lookup::latest(&reg, &req).await,
+        ["models", "latest"] => lookup::latest(&reg, &config, &req).await,
         ["models", "lookup"] => lookup::lookup(&reg, &req).await,
         ["models", name] => lookup::index(&reg, name).await,
         ["models", name, "versions", v] => lookup::by_version(&req, &reg, name, v).await,

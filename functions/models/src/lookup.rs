@@ -1,13 +1,10 @@
 //! The read-only lookups: listings, indexes, manifests by version or alias, the seed's
 //! `/models/latest`, per-user lookup with fallback, and digest-checked artifact downloads.
 
-use functions::{json, problem};
+use functions::{Config, json, problem};
 use registry::{Alias, Manifest, ModelName, Registry, Version};
 use serde_json::json;
 use spin_sdk::http::{Request, Response};
-
-/// The model `/models/latest` (and `/classify`) use when the request does not name one.
-pub const DEFAULT_MODEL: &str = "EXPOSR_DEFAULT_MODEL";
 
 /// How long a presigned download URL stays valid.
 const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -82,10 +79,14 @@ pub async fn current(reg: &Registry, name: &ModelName) -> Result<Manifest, regis
     }
 }
 
-pub async fn latest(reg: &Registry, req: &Request) -> Result<Response, registry::Error> {
+pub async fn latest(
+    reg: &Registry,
+    config: &Config,
+    req: &Request,
+) -> Result<Response, registry::Error> {
     let name = match query(req, "name")
         .map(str::to_owned)
-        .or_else(|| std::env::var(DEFAULT_MODEL).ok())
+        .or_else(|| config.default_model().map(str::to_owned))
     {
         Some(n) => ModelName::new(n)?,
         None => {

@@ -12,6 +12,7 @@ pub mod outbound;
 
 use std::sync::Arc;
 
+use registry::samples::SampleLabel;
 use registry::store::{DirStore, Store};
 use registry::{Error, Registry};
 use serde::Serialize;
@@ -24,69 +25,133 @@ pub const REGISTRY_DIR: &str = "EXPOSR_REGISTRY_DIR";
 pub const REGISTRY_URL: &str = "EXPOSR_REGISTRY";
 /// Environment variable with the host's start time (RFC 3339), for `uptime`.
 pub const STARTED_AT: &str = "EXPOSR_STARTED_AT";
+/// Environment variable holding the API token (a secret: never logged, never echoed).
+pub const API_TOKEN: &str = "EXPOSR_API_TOKEN";
+/// Environment variable naming the model `/models/latest`, `/classify` and `/metrics` use when
+/// a request names none.
+pub const DEFAULT_MODEL: &str = "EXPOSR_DEFAULT_MODEL";
 
-/// The store the host gives this component: S3 when `EXPOSR_REGISTRY` is an `s3://` URL, else
-/// the preopened directory.
-fn store() -> anyhow::Result<Arc<dyn Store>> {
-    if let Ok(url) = std::env::var(REGISTRY_URL)
-        && url.starts_with("s3://")
-    {
-        return s3(&url);
+/// A component's configuration, read from the environment once per request: the only place a
+/// component reads it.
+#[derive(Clone, Default)]
+pub struct Config {
+    /// `s3://…` registry URL, if one is set.
+    registry_url: Option<String>,
+    /// The preopened registry directory.
+    registry_dir: String,
+    /// `AWS_*` settings for S3.
+    aws: Vec<(String, String)>,
+    /// The bearer token authenticated routes require (empty: none is accepted).
+    api_token: String,
+    /// The default model's name, as set.
+    default_model: Option<String>,
+    /// When the host started.
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl std::fmt::Debug for Config {
+    // The token is a secret: a Debug print shows only whether one is set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("registry_url", &self.registry_url)
+            .field("registry_dir", &self.registry_dir)
+            .field("aws", &self.aws.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("api_token_set", &!self.api_token.is_empty())
+            .field("default_model", &self.default_model)
+            .field("started_at", &self.started_at)
+            .finish()
     }
-    let dir = std::env::var(REGISTRY_DIR).unwrap_or_else(|_| "/registry".to_owned());
-    Ok(Arc::new(DirStore::open_existing(&dir)?))
 }
 
-/// The registry, for reading only. Components never publish.
-pub fn registry() -> anyhow::Result<Registry> {
-    Ok(Registry::read_only(store()?))
+impl Config {
+    /// The configuration in this process's environment.
+    pub fn from_env() -> Self {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// The configuration in `vars` (name, value).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut c = Self {
+            registry_dir: "/registry".to_owned(),
+            ..Self::default()
+        };
+        for (k, v) in vars {
+            match k.as_str() {
+                REGISTRY_URL if v.starts_with("s3://") => c.registry_url = Some(v),
+                REGISTRY_DIR => c.registry_dir = v,
+                API_TOKEN => c.api_token = v,
+                DEFAULT_MODEL if !v.is_empty() => c.default_model = Some(v),
+                STARTED_AT => {
+                    c.started_at = chrono::DateTime::parse_from_rfc3339(&v)
+                        .ok()
+                        .map(|t| t.with_timezone(&chrono::Utc));
+                }
+                _ if k.starts_with("AWS_") => c.aws.push((k, v)),
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// The default model's name, if one is set.
+    pub fn default_model(&self) -> Option<&str> {
+        self.default_model.as_deref()
+    }
+
+    /// Seconds since the host started, if it said when.
+    pub fn uptime(&self, now: chrono::DateTime<chrono::Utc>) -> Option<f64> {
+        self.started_at
+            .map(|t| (now - t).num_milliseconds() as f64 / 1000.0)
+    }
+
+    /// Whether the Authorization header carries the API token ([`bearer_matches`]).
+    pub fn authorized(&self, header: Option<&str>) -> bool {
+        bearer_matches(header, &self.api_token)
+    }
+
+    /// The store the host gives this component: S3 when the registry URL is `s3://…`, else the
+    /// preopened directory.
+    fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        if let Some(url) = &self.registry_url {
+            return s3(url, &self.aws);
+        }
+        Ok(Arc::new(DirStore::open_existing(&self.registry_dir)?))
+    }
+
+    /// The registry, for reading only, or the 503 to answer when the host gave none (logged,
+    /// not shown to the client).
+    pub fn registry_or_503(&self) -> Result<Registry, Response> {
+        self.store().map(Registry::read_only).map_err(unavailable)
+    }
+
+    /// The registry for the jobs component, which may add job requests and uploads (create-only
+    /// writes under fresh keys) and nothing else; or the 503 to answer.
+    pub fn appender_or_503(&self) -> Result<Registry, Response> {
+        self.store().map(Registry::appender).map_err(unavailable)
+    }
 }
 
-/// The registry for the jobs component: it may add job requests and uploads (create-only
-/// writes under fresh keys) and nothing else.
-pub fn appender() -> anyhow::Result<Registry> {
-    Ok(Registry::appender(store()?))
-}
-
-/// The appending registry, or the 503 to answer when the host gave none.
-pub fn appender_or_503() -> Result<Registry, Response> {
-    appender().map_err(|e| {
-        eprintln!("registry unavailable: {e:#}");
-        problem(
-            503,
-            "registry_unavailable",
-            "the model registry is not available",
-        )
-    })
+fn unavailable(e: anyhow::Error) -> Response {
+    eprintln!("registry unavailable: {e:#}");
+    problem(
+        503,
+        "registry_unavailable",
+        "the model registry is not available",
+    )
 }
 
 #[cfg(target_arch = "wasm32")]
-fn s3(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let options: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .collect();
+fn s3(url: &str, aws: &[(String, String)]) -> anyhow::Result<Arc<dyn Store>> {
     Ok(registry::store::open_with_http(
         url,
-        &options,
+        aws,
         outbound::WasiHttp,
     )?)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn s3(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+fn s3(url: &str, _aws: &[(String, String)]) -> anyhow::Result<Arc<dyn Store>> {
     anyhow::bail!("{url}: S3 from this crate is for WebAssembly components")
-}
-
-/// The registry, or the 503 to answer when the host gave none (logged, not shown to the client).
-pub fn registry_or_503() -> Result<Registry, Response> {
-    registry().map_err(|e| {
-        eprintln!("registry unavailable: {e:#}");
-        problem(
-            503,
-            "registry_unavailable",
-            "the model registry is not available",
-        )
-    })
 }
 
 /// A JSON response with `status`.
@@ -155,24 +220,6 @@ pub fn bearer_matches(header: Option<&str>, expected: &str) -> bool {
     !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-/// The start time encoded in a run key `runs/run_YYYYMMDD_HHMMSS_<id>/…`.
-pub fn run_time(key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    run_time_of(key, "run")
-}
-
-/// The start time of a run whose folder name is `<prefix>_YYYYMMDD_HHMMSS…` (a worker's
-/// `scrape_…` and `train_…` attempts), from its key alone.
-pub fn run_time_of(key: &str, prefix: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let id = key
-        .strip_prefix("runs/")?
-        .strip_prefix(prefix)?
-        .strip_prefix('_')?;
-    let stamp = id.get(..15)?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
 /// Labelled samples in the newest snapshot of every dataset (seed 001's counts; tabular
 /// datasets, whose rows are not samples, count nothing).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -210,12 +257,14 @@ pub async fn sample_counts(reg: &Registry) -> Result<SampleCounts, Error> {
             continue;
         };
         for entry in &snapshot.entries {
-            match entry.label.as_deref() {
-                Some("real") => c.real += 1,
-                Some("ai" | "ai_generated") => c.ai_generated += 1,
-                Some("unlabeled" | "pending") => c.unlabeled += 1,
-                Some(_) => c.other += 1,
-                None => {}
+            let Some(label) = entry.label.as_deref() else {
+                continue;
+            };
+            match SampleLabel::parse(label) {
+                Ok(SampleLabel::Real) => c.real += 1,
+                Ok(SampleLabel::AiGenerated) => c.ai_generated += 1,
+                Err(_) if matches!(label, "unlabeled" | "pending") => c.unlabeled += 1,
+                Err(_) => c.other += 1,
             }
         }
     }
@@ -227,16 +276,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_keys_carry_their_time() {
-        let t = run_time("runs/run_20251029_005908_ab12cd34/record.json").unwrap();
-        assert_eq!(t.to_rfc3339(), "2025-10-29T00:59:08+00:00");
-        assert!(run_time("runs/other/record.json").is_none());
-        let s = run_time_of(
-            "runs/scrape_20261126_120000_0123456789ab_a1/job.json",
-            "scrape",
-        );
-        assert_eq!(s.unwrap().to_rfc3339(), "2026-11-26T12:00:00+00:00");
-        assert!(run_time_of("runs/train_20261126_120000_x_a1/job.json", "scrape").is_none());
+    fn configuration_is_read_once_and_keeps_the_token_secret() {
+        let vars = |pairs: &[(&str, &str)]| {
+            Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        };
+        let c = vars(&[
+            (API_TOKEN, "s3cr3t-token"),
+            (DEFAULT_MODEL, "authenticity"),
+            (STARTED_AT, "2026-12-02T19:00:00Z"),
+            (REGISTRY_URL, "s3://bucket/prefix"),
+            ("AWS_REGION", "eu-west-1"),
+            ("HOME", "/root"),
+        ]);
+        assert!(c.authorized(Some("Bearer s3cr3t-token")));
+        assert!(!c.authorized(Some("Bearer s3cr3t-tokem")));
+        assert_eq!(c.default_model(), Some("authenticity"));
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T19:00:02.5Z").unwrap();
+        assert_eq!(c.uptime(now.with_timezone(&chrono::Utc)), Some(2.5));
+        assert_eq!(c.aws, [("AWS_REGION".to_owned(), "eu-west-1".to_owned())]);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("api_token_set: true"), "{shown}");
+        // Defaults: the preopened directory, no token (nothing is authorized), no model.
+        let d = vars(&[(REGISTRY_URL, "file:///ignored"), (DEFAULT_MODEL, "")]);
+        assert_eq!(d.registry_dir, "/registry");
+        assert!(d.registry_url.is_none() && d.default_model().is_none());
+        assert!(!d.authorized(Some("Bearer ")) && d.uptime(chrono::Utc::now()).is_none());
     }
 
     #[test]

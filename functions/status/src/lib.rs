@@ -6,6 +6,8 @@
 
 use chrono::{DateTime, Utc};
 use functions::{json, method_not_allowed, registry_problem};
+use registry::RunKind;
+use registry::jobs::JobKind;
 use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -25,30 +27,24 @@ async fn handle(req: Request) -> Response {
 }
 
 async fn status() -> Response {
-    let reg = match functions::registry_or_503() {
+    let config = functions::Config::from_env();
+    let reg = match config.registry_or_503() {
         Ok(r) => r,
         Err(response) => return response,
     };
-    let runs = match reg.store().list("runs/").await {
-        Ok(keys) => keys,
-        Err(e) => return registry_problem(&e.into()),
+    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let last_train = match reg.last_run(RunKind::Training).await {
+        Ok(run) => run.map(|(_, t)| stamp(t)),
+        Err(e) => return registry_problem(&e),
     };
-    let last_train = runs
-        .iter()
-        .filter_map(|k| functions::run_time(k.as_str()))
-        .max();
+    let last_scrape = match reg.last_run(RunKind::Job(JobKind::Scrape)).await {
+        Ok(run) => run.map(|(_, t)| stamp(t)),
+        Err(e) => return registry_problem(&e),
+    };
     let models = match reg.models().await {
         Ok(m) => m.len(),
         Err(e) => return registry_problem(&e),
     };
-    let uptime = std::env::var(functions::STARTED_AT)
-        .ok()
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| (Utc::now() - t.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0);
-    let last_scrape = runs
-        .iter()
-        .filter_map(|k| functions::run_time_of(k.as_str(), "scrape"))
-        .max();
     let counts = match functions::sample_counts(&reg).await {
         Ok(c) => c,
         Err(e) => return registry_problem(&e),
@@ -56,9 +52,9 @@ async fn status() -> Response {
     json(
         200,
         &json!({
-            "uptime": uptime,
-            "last_scrape": last_scrape.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            "last_train": last_train.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "uptime": config.uptime(Utc::now()),
+            "last_scrape": last_scrape,
+            "last_train": last_train,
             "dataset_counts": counts.to_json(),
             "models": models,
         }),

@@ -119,8 +119,8 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     println!(
         "features ({} v{}) of {} normalised images on one core: {:.1} images/s ({:.2} ms each)",
-        vision::features::PIPELINE.0,
-        vision::features::PIPELINE.1,
+        vision::features::PIPELINE.name,
+        vision::features::PIPELINE.version,
         stored.len(),
         stored.len() as f64 / secs,
         secs * 1e3 / stored.len() as f64

@@ -20,7 +20,8 @@ use rustfft::num_complex::Complex;
 use crate::normalize::SIDE;
 
 /// Name and version of this feature pipeline.
-pub const PIPELINE: (&str, u32) = ("image-forensics", 1);
+pub const PIPELINE: registry::manifest::PipelineId =
+    registry::manifest::PipelineId::new("image-forensics", 1);
 /// Rings of the radial spectrum.
 pub const RINGS: usize = 16;
 

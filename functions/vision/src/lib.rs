@@ -8,6 +8,14 @@ pub mod normalize;
 
 pub use normalize::{Limits, Normalized, Original, Rejected, normalize};
 
+/// The accepted image format of `bytes` (`jpeg`, `png` or `webp`), by its magic bytes alone:
+/// the cheap check a request makes before anything is decoded. `None` for anything else.
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    image::guess_format(bytes)
+        .ok()
+        .and_then(normalize::accepted)
+}
+
 /// Why features could not be computed for an image.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FeatureError {
@@ -40,4 +48,22 @@ pub fn features_of_sample(jpeg: &[u8]) -> Result<Vec<f32>, FeatureError> {
 pub fn features_of_image(bytes: &[u8], limits: &Limits) -> Result<Vec<f32>, FeatureError> {
     let n = normalize(bytes, limits)?;
     features_of_sample(&n.jpeg)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_jpeg_png_and_webp_are_sniffed() {
+        assert_eq!(super::sniff(&[0xff, 0xd8, 0xff, 0xe0, 0, 0]), Some("jpeg"));
+        assert_eq!(super::sniff(b"\x89PNG\r\n\x1a\n...."), Some("png"));
+        assert_eq!(super::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("webp"));
+        for other in [
+            &b"GIF89a...."[..],
+            b"RIFF\0\0\0\0WAVEfmt ",
+            b"{\"features\": []}",
+            b"",
+        ] {
+            assert_eq!(super::sniff(other), None, "{other:?}");
+        }
+    }
 }

@@ -17,7 +17,8 @@ pub const SIDE: u32 = 256;
 /// JPEG quality of the normalised file.
 pub const QUALITY: u8 = 90;
 /// Name and version of this normalisation, recorded with every sample.
-pub const PIPELINE: (&str, u32) = ("normalize-jpeg-256", 1);
+pub const PIPELINE: registry::manifest::PipelineId =
+    registry::manifest::PipelineId::new("normalize-jpeg-256", 1);
 
 /// What an image must satisfy to be accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -129,6 +130,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The name of `format` if it is one the detector accepts.
+pub(crate) fn accepted(format: ImageFormat) -> Option<&'static str> {
+    match format {
+        ImageFormat::Jpeg => Some("jpeg"),
+        ImageFormat::Png => Some("png"),
+        ImageFormat::WebP => Some("webp"),
+        _ => None,
+    }
+}
+
 /// Decodes `bytes` within `limits`, checks them, and normalises the image.
 pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, Rejected> {
     if bytes.len() > limits.max_bytes {
@@ -141,10 +152,7 @@ pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, Rejected> 
         .with_guessed_format()
         .map_err(|e| Rejected::Corrupt(e.to_string()))?;
     let format = match reader.format() {
-        Some(ImageFormat::Jpeg) => "jpeg",
-        Some(ImageFormat::Png) => "png",
-        Some(ImageFormat::WebP) => "webp",
-        Some(other) => return Err(Rejected::Format(format!("{other:?}").to_lowercase())),
+        Some(f) => accepted(f).ok_or_else(|| Rejected::Format(format!("{f:?}").to_lowercase()))?,
         None => return Err(Rejected::Format("not an image".into())),
     };
     let (width, height) = reader

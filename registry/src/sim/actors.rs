@@ -419,7 +419,10 @@ pub async fn scraper(mut c: Ctx, rounds: usize) {
                     image,
                     serde_json::json!({ "image": k }),
                 );
-                s.record.label = if k % 2 == 0 { "real" } else { "ai_generated" }.into();
+                s.record.label = match k % 2 {
+                    0 => crate::samples::SampleLabel::Real,
+                    _ => crate::samples::SampleLabel::AiGenerated,
+                };
                 s.record.source = "sim".into();
                 s.record.original_sha256 = format!("original {k}");
                 s.record.pixels_sha256 = format!("pixels {k}");

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use registry::Registry;
 use registry::layout::DatasetName;
-use registry::samples::{Duplicate, NewSample};
+use registry::samples::{Duplicate, NEAR_DUPLICATE_BITS, NewSample, SampleLabel};
 use serde::Serialize;
 use serde_json::{Value, json};
 use vision::{Limits, Normalized};
@@ -19,9 +19,6 @@ use vision::{Limits, Normalized};
 use super::PhotoSource;
 use super::fetch::{self, Attribution, Candidate, Endpoint};
 use super::http::{Polite, Politeness};
-
-/// Perceptual hashes this close (bits of 64) are the same picture.
-pub const NEAR_DUPLICATE_BITS: u32 = 6;
 
 /// Per-source counts, for the summary table and the job result.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -52,13 +49,9 @@ impl Tally {
     }
 }
 
-/// The canonical label: `real` or `ai_generated` (`ai` accepted).
-pub fn label(text: &str) -> anyhow::Result<&'static str> {
-    match text {
-        "real" => Ok("real"),
-        "ai" | "ai_generated" => Ok("ai_generated"),
-        other => anyhow::bail!("label must be real or ai_generated, not {other:?}"),
-    }
+/// The label a source or folder is collected under.
+fn label(text: &str) -> anyhow::Result<SampleLabel> {
+    Ok(SampleLabel::parse(text)?)
 }
 
 /// Seed 001's metadata document for a sample.
@@ -80,8 +73,8 @@ fn metadata(
         "original": n.original,
         "normalized": {
             "digest": sample.record.digest, "pixels_sha256": n.pixels_sha256,
-            "phash": sample.record.phash, "pipeline": vision::normalize::PIPELINE.0,
-            "pipeline_version": vision::normalize::PIPELINE.1,
+            "phash": sample.record.phash, "pipeline": vision::normalize::PIPELINE.name,
+            "pipeline_version": vision::normalize::PIPELINE.version,
         },
     })
 }
@@ -90,7 +83,7 @@ fn metadata(
 pub fn prepare(
     bytes: &[u8],
     limits: &Limits,
-    label: &str,
+    label: SampleLabel,
     source: &str,
     source_id: Option<String>,
     attribution: &Attribution,

@@ -25,16 +25,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use bytes::Bytes;
 use registry::Registry;
-use registry::datasets::{NewFile, Snapshot};
+use registry::datasets::NewFile;
 use registry::layout::DatasetName;
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::snapshot::{CSV_ENTRY, SCHEMA_ENTRY};
 use crate::dataset::{Dataset, Schema};
-
-/// File names of a tabular snapshot's entries.
-pub const CSV_ENTRY: &str = "dataset.csv";
-/// See [`CSV_ENTRY`].
-pub const SCHEMA_ENTRY: &str = "schema.json";
 
 /// `config/sources.yaml`. Keys this build does not use (the seed's `reddit`, a photo source's
 /// queries and limits) are accepted and ignored.
@@ -293,77 +289,4 @@ pub async fn scrape(
         failures.join("; ")
     );
     Ok(report)
-}
-
-/// The CSV bytes, schema and parsed dataset of a tabular snapshot.
-pub async fn load_snapshot(
-    reg: &Registry,
-    snapshot: &Snapshot,
-) -> anyhow::Result<(Dataset, Vec<(String, Vec<u8>)>)> {
-    let entry = |path: &str| {
-        snapshot.entry(path).with_context(|| {
-            format!(
-                "snapshot {} of {} has no {path}: it is not a tabular dataset",
-                snapshot.id, snapshot.dataset
-            )
-        })
-    };
-    let csv = reg.blob(&entry(CSV_ENTRY)?.digest).await?.to_vec();
-    let schema_bytes = reg.blob(&entry(SCHEMA_ENTRY)?.digest).await?.to_vec();
-    let source = format!("{}@{}", snapshot.dataset, snapshot.id);
-    let schema = Schema::parse(&format!("{source} schema"), &schema_bytes)?;
-    let data = Dataset::from_csv(&source, &csv, &schema, &schema_bytes)?;
-    Ok((
-        data,
-        vec![(CSV_ENTRY.into(), csv), (SCHEMA_ENTRY.into(), schema_bytes)],
-    ))
-}
-
-/// A snapshot made ready to train on: the data, the raw files to keep in the run folder, the
-/// feature pipeline, and for images the format-only baseline and each row's perceptual hash.
-pub struct TrainingSet {
-    /// The data.
-    pub data: Dataset,
-    /// Raw dataset files for the run folder (tabular only).
-    pub files: Vec<(String, Vec<u8>)>,
-    /// Feature pipeline (name, version).
-    pub pipeline: (&'static str, u32),
-    /// The format-only baseline (images).
-    pub baseline: Option<Dataset>,
-    /// Each row's perceptual hash (images).
-    pub phashes: Option<Vec<Option<u64>>>,
-    /// One line on where the features came from (images).
-    pub note: Option<String>,
-}
-
-/// Loads any snapshot (tabular files, or image samples with their cached features).
-pub async fn training_set(reg: &Registry, snapshot: &Snapshot) -> anyhow::Result<TrainingSet> {
-    use crate::dataset::images;
-    if !images::is_image_snapshot(snapshot) {
-        let (data, files) = load_snapshot(reg, snapshot).await?;
-        return Ok(TrainingSet {
-            data,
-            files,
-            pipeline: crate::pipeline::TABULAR_PIPELINE,
-            baseline: None,
-            phashes: None,
-            note: None,
-        });
-    }
-    let (data, report) = images::load(reg, snapshot).await?;
-    let baseline = images::format_only(reg, snapshot, &data).await?;
-    let note = format!(
-        "features of {} samples ({} cached, {} computed)",
-        data.len(),
-        report.cached,
-        report.computed
-    );
-    Ok(TrainingSet {
-        data,
-        files: Vec::new(),
-        pipeline: vision::features::PIPELINE,
-        baseline: Some(baseline),
-        phashes: Some(report.phashes),
-        note: Some(note),
-    })
 }

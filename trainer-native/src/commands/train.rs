@@ -1,6 +1,5 @@
-//! `train` and `evaluate`: the tabular pipeline from the command line.
-
-use std::collections::BTreeMap;
+//! `train`, `evaluate`, `lookup` and `quantize`: parse the options into the library's terms,
+//! call one function, print.
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -8,78 +7,44 @@ use registry::ModelName;
 
 use crate::cli::{DatasetArgs, EvaluateArgs, Global, QuantizeArgs, TrainArgs};
 use crate::dataset::crowdmind;
-use crate::dataset::sessions::{self, Minimum};
-use crate::dataset::{Dataset, Schema};
-use crate::export::verify;
+use crate::dataset::sessions;
+use crate::dataset::source::{self, TabularSource};
+use crate::job::{self, DataSource, JobSpec};
 use crate::output::{print_json, print_table};
-use crate::pipeline::{self, Request, RunSummary};
+use crate::pipeline::{self, RunSummary};
+use crate::publish::run_folder;
 use crate::registry_opts::{reader, writer};
 use crate::train::config::TrainConfig;
 use crate::train::{Observer, metrics, mlp::Epoch};
+use crate::validate::tract;
 
-/// A loaded dataset with what it came from.
-struct Loaded {
-    data: Dataset,
-    id: String,
-    files: Vec<(String, Vec<u8>)>,
-}
-
-async fn load(args: &DatasetArgs) -> anyhow::Result<Loaded> {
-    let (csv, schema_bytes, id, source) = match (&args.csv, &args.schema, &args.dataset_id) {
-        (Some(csv), Some(schema), None) => {
-            let csv_bytes =
-                std::fs::read(csv).with_context(|| format!("reading {}", csv.display()))?;
-            let schema_bytes =
-                std::fs::read(schema).with_context(|| format!("reading {}", schema.display()))?;
-            let id = csv
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("dataset")
-                .to_owned();
-            (csv_bytes, schema_bytes, id, csv.display().to_string())
-        }
-        (None, None, Some(id)) => {
-            let base = args
-                .api_base
-                .as_deref()
-                .context("--api-base is required with --dataset-id")?;
-            let token = args
-                .token
-                .as_deref()
-                .context("--token (or CROWDMIND_TOKEN) is required with --dataset-id")?;
-            let (csv, schema) = crowdmind::Client::new(base, token)?.download(id).await?;
-            (csv, schema, id.clone(), format!("dataset {id}"))
-        }
+/// The tabular source the options name.
+fn tabular(args: &DatasetArgs) -> anyhow::Result<TabularSource> {
+    match (&args.csv, &args.schema, &args.dataset_id) {
+        (Some(csv), Some(schema), None) => Ok(TabularSource::Files {
+            csv: csv.clone(),
+            schema: schema.clone(),
+        }),
+        (None, None, Some(id)) => Ok(TabularSource::CrowdMind {
+            id: id.clone(),
+            client: crowdmind_client(args)?,
+        }),
         _ => bail!(
             "give a dataset: --csv FILE --schema FILE, or --dataset-id ID --api-base URL --token T"
         ),
-    };
-    let schema = Schema::parse(&format!("{source} schema"), &schema_bytes)?;
-    let data = Dataset::from_csv(&source, &csv, &schema, &schema_bytes)?;
-    Ok(Loaded {
-        data,
-        id,
-        files: vec![
-            ("dataset.csv".into(), csv),
-            ("schema.json".into(), schema_bytes),
-        ],
-    })
+    }
 }
 
-/// Turns a dataset id or file name into a model name: lowercase, unsafe characters as '-'.
-fn slug(text: &str) -> String {
-    let s: String = text
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.trim_matches('-').to_owned()
+fn crowdmind_client(args: &DatasetArgs) -> anyhow::Result<crowdmind::Client> {
+    let base = args
+        .api_base
+        .as_deref()
+        .context("--api-base is required with --dataset-id")?;
+    let token = args
+        .token
+        .as_deref()
+        .context("--token (or CROWDMIND_TOKEN) is required with --dataset-id")?;
+    crowdmind::Client::new(base, token)
 }
 
 /// Progress bars for folds and epochs, on stderr (hidden when it is not a terminal).
@@ -138,126 +103,57 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(s) = args.seed {
         config.random_seed = s;
     }
-    config.validate()?;
-    let mut snapshot_digest = None;
-    let mut baseline = None;
-    let mut phashes = None;
-    let (loaded, name, tags, pipeline) = match (args.modality, &args.sessions) {
-        (Some(modality), Some(dir)) => {
-            let data = sessions::load(dir, modality, args.user_id.as_deref(), Minimum::default())?;
-            let name = match &args.user_id {
-                Some(user) => registry::users::user_model(modality.as_str(), user)?,
-                None => registry::users::default_model(modality.as_str())?,
-            };
-            let mut tags = BTreeMap::from([("modality".to_owned(), modality.as_str().to_owned())]);
-            if let Some(user) = &args.user_id {
-                tags.insert("user_id".into(), user.clone());
-            }
-            let id = format!("{}/{}", dir.display(), modality.as_str());
-            (
-                Loaded {
-                    data,
-                    id,
-                    files: vec![],
-                },
-                name,
-                tags,
-                modality.pipeline(),
-            )
-        }
-        _ if args.registry_dataset.is_some() => {
-            let ds = args.registry_dataset.as_deref().unwrap_or_default();
+    // Refuses an unsafe store before anything else; features computed from a registry dataset
+    // are cached through it.
+    let reg = writer(g).await?;
+    let source = match (args.modality, &args.sessions, &args.registry_dataset) {
+        (Some(modality), Some(dir), _) => DataSource::Sessions {
+            dir: dir.clone(),
+            modality,
+            user_id: args.user_id.clone(),
+        },
+        (_, _, Some(ds)) => {
             let name = registry::layout::DatasetName::new(ds)
                 .with_context(|| format!("dataset name {ds:?}"))?;
-            // A writer: the features it computes are cached in the registry.
-            let reg = crate::registry_opts::writer(g).await?;
-            let snapshot = reg.latest_snapshot(&name).await?.with_context(|| {
-                format!("dataset {name} has no snapshot: ingest or scrape it first")
-            })?;
-            let set = crate::collect::training_set(&reg, &snapshot).await?;
-            if let Some(note) = &set.note {
-                tracing::info!("{note}");
-            }
-            baseline = set.baseline;
-            phashes = set.phashes;
-            let (data, files, pipeline) = (set.data, set.files, set.pipeline);
-            snapshot_digest = Some(snapshot.digest);
-            let model = ModelName::new(args.model.clone().unwrap_or_else(|| name.to_string()))
-                .context("choose a model name with --model")?;
-            (
-                Loaded {
-                    data,
-                    id: format!("{name}@{}", snapshot.id),
-                    files,
-                },
-                model,
-                BTreeMap::new(),
-                pipeline,
-            )
+            DataSource::Snapshot(job::latest_snapshot(&reg, &name).await?)
         }
-        _ => {
-            let loaded = load(&args.dataset).await?;
-            let name = ModelName::new(args.model.clone().unwrap_or_else(|| slug(&loaded.id)))
-                .context("choose a model name with --model")?;
-            (loaded, name, BTreeMap::new(), pipeline::TABULAR_PIPELINE)
-        }
+        _ => DataSource::Tabular(tabular(&args.dataset)?),
     };
-    let reg = writer(g).await?;
-    let mut bars = Bars::default();
-    let request = Request {
-        name,
-        data: &loaded.data,
-        dataset_id: loaded.id.clone(),
-        dataset_files: loaded.files.clone(),
+    let spec = JobSpec {
+        source,
+        model: args.model.clone(),
         config,
-        runs_dir: args.runs_dir.clone(),
         force: args.force,
-        tags,
-        pipeline,
-        snapshot: snapshot_digest,
+        runs_dir: args.runs_dir.clone(),
         job: None,
-        baseline,
-        phashes,
         fence: None,
     };
-    let summary = pipeline::train_and_publish(&reg, request, &mut bars).await?;
+    let train_job = job::prepare(&reg, spec).await?;
+    if let Some(note) = &train_job.note {
+        tracing::info!("{note}");
+    }
+    let mut bars = Bars::default();
+    let trained = pipeline::run(&reg, &train_job, &mut bars).await?;
     if let Some(bar) = &bars.epochs {
         bar.finish_and_clear();
     }
     if let (Some(id), false) = (&args.dataset.dataset_id, args.no_upload) {
-        upload(&args.dataset, id, &summary).await?;
+        let files = trained
+            .outputs
+            .iter()
+            .filter(|(name, _)| run_folder::UPLOADED.contains(name))
+            .map(|(name, bytes)| ((*name).to_owned(), bytes.clone()))
+            .collect();
+        crowdmind_client(&args.dataset)?
+            .upload(id, files)
+            .await
+            .context("uploading the artifacts to the CrowdMind API")?;
     }
     if g.json {
-        return print_json(&summary);
+        return print_json(&trained.summary);
     }
-    print_summary(&summary);
+    print_summary(&trained.summary);
     Ok(())
-}
-
-async fn upload(args: &DatasetArgs, id: &str, summary: &RunSummary) -> anyhow::Result<()> {
-    let out = summary.run_dir.join("output");
-    let mut files = Vec::new();
-    for name in [
-        "model.onnx",
-        "model.int8.onnx",
-        "labels.json",
-        "meta.json",
-        "manifest.json",
-    ] {
-        let path = out.join(name);
-        files.push((
-            name.to_owned(),
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-        ));
-    }
-    let client = crowdmind::Client::new(
-        args.api_base.as_deref().context("--api-base")?,
-        args.token.as_deref().context("--token")?,
-    )?;
-    client
-        .upload(id, files)
-        .await
-        .context("uploading the artifacts to the CrowdMind API")
 }
 
 fn print_summary(s: &RunSummary) {
@@ -314,13 +210,13 @@ pub async fn evaluate(g: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
         .artifact(role)
         .with_context(|| format!("{name} {} has no {role} artifact", manifest.version))?;
     let bytes = reg.blob(&artifact.digest).await?;
-    let loaded = load(&args.dataset).await?;
+    let loaded = source::load(&tabular(&args.dataset)?).await?;
     anyhow::ensure!(
         manifest.features.feature_names == loaded.data.feature_names,
         "the dataset's feature columns differ from the model's ({:?})",
         manifest.features.feature_names
     );
-    let proba = verify::run(&bytes, loaded.data.x.view())?;
+    let proba = tract::run(&bytes, loaded.data.x.view())?;
     let labels: Vec<String> = manifest.labels.iter().map(ToString::to_string).collect();
     let report = metrics::evaluate(proba.view(), &loaded.data.y, &labels);
     if g.json {
@@ -386,9 +282,6 @@ pub async fn lookup(
 }
 
 pub async fn quantize(g: &Global, args: &QuantizeArgs) -> anyhow::Result<()> {
-    use rand::SeedableRng;
-    use rand::seq::SliceRandom;
-
     let float =
         std::fs::read(&args.onnx).with_context(|| format!("reading {}", args.onnx.display()))?;
     let model = crate::export::onnx::read_float_model(&float).with_context(|| {
@@ -397,37 +290,34 @@ pub async fn quantize(g: &Global, args: &QuantizeArgs) -> anyhow::Result<()> {
             args.onnx.display()
         )
     })?;
-    let loaded = load(&args.dataset).await?;
+    let loaded = source::load(&tabular(&args.dataset)?).await?;
     anyhow::ensure!(
         model.feature_names == loaded.data.feature_names,
         "the dataset's feature columns differ from the model's ({:?})",
         model.feature_names
     );
-    let mut rows: Vec<usize> = (0..loaded.data.len()).collect();
-    rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(args.seed));
-    rows.truncate(args.calibration_samples.max(1));
-    rows.sort_unstable();
-    let calibration = crate::train::select_rows(&loaded.data, &rows);
-    let q = crate::export::quantize::calibrate(&model, calibration.view());
-    let meta = crate::export::onnx::Metadata {
-        feature_names: &model.feature_names,
-        labels: &model.classes,
-        pipeline: pipeline::TABULAR_PIPELINE,
-    };
-    let int8 = crate::export::onnx::int8_model(&model, &q, &meta);
+    let q = crate::export::artifacts::requantize(
+        &model,
+        &loaded.data,
+        crate::dataset::TABULAR_PIPELINE,
+        args.calibration_samples,
+        args.seed,
+    );
     let x = loaded.data.x.view();
-    verify::check_int8(&int8, x, q.predict_proba(&model, x).view())
+    tract::check_int8(&q.int8, x, q.quantized.predict_proba(&model, x).view())
         .context("checking the int8 file in tract")?;
-    let accuracy = |p: ndarray::Array2<f32>| {
-        metrics::evaluate(p.view(), &loaded.data.y, &model.classes).accuracy
+    let accuracy = |bytes: &[u8]| -> anyhow::Result<f64> {
+        let p = tract::run(bytes, x)?;
+        Ok(metrics::evaluate(p.view(), &loaded.data.y, &model.classes).accuracy)
     };
-    let float_acc = accuracy(verify::run(&float, x)?);
-    let int8_acc = accuracy(verify::run(&int8, x)?);
-    std::fs::write(&args.out, &int8).with_context(|| format!("writing {}", args.out.display()))?;
+    let float_acc = accuracy(&float)?;
+    let int8_acc = accuracy(&q.int8).context("running the int8 file in tract")?;
+    std::fs::write(&args.out, &q.int8)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     let report = serde_json::json!({
-        "out": args.out, "rows": loaded.data.len(), "calibration_rows": rows.len(),
+        "out": args.out, "rows": loaded.data.len(), "calibration_rows": q.calibration_rows,
         "float_accuracy": float_acc, "int8_accuracy": int8_acc, "accuracy_drop": float_acc - int8_acc,
-        "float_bytes": float.len(), "int8_bytes": int8.len(),
+        "float_bytes": float.len(), "int8_bytes": q.int8.len(),
     });
     if g.json {
         return print_json(&report);
@@ -435,20 +325,11 @@ pub async fn quantize(g: &Global, args: &QuantizeArgs) -> anyhow::Result<()> {
     println!(
         "wrote {} ({} B, {:.2}x the float file); accuracy on {} rows: float {:.4}, int8 {:.4}",
         args.out.display(),
-        int8.len(),
-        int8.len() as f64 / float.len() as f64,
+        q.int8.len(),
+        q.int8.len() as f64 / float.len() as f64,
         loaded.data.len(),
         float_acc,
         int8_acc
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn slugs_are_model_names() {
-        assert_eq!(super::slug("Iris Data.v2"), "iris-data-v2");
-        assert!(registry::ModelName::new(super::slug("My_Set")).is_ok());
-    }
 }

@@ -33,11 +33,9 @@ pub fn is_image_snapshot(snapshot: &Snapshot) -> bool {
 /// `features/<pipeline>-v<n>/<first half of the hex digest>/<second half>.json` (a key segment
 /// may have at most 64 bytes).
 fn cache_key(snapshot: &Snapshot, digest: &registry::Digest) -> anyhow::Result<layout::Key> {
-    let (name, version) = vision::features::PIPELINE;
     Ok(registry::samples::feature_cache_key(
         &snapshot.dataset,
-        name,
-        version,
+        vision::features::PIPELINE,
         digest,
     )?)
 }

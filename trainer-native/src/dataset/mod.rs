@@ -1,9 +1,16 @@
+//! Datasets, from each source to a feature matrix with encoded labels (CSV and CrowdMind in
+//! [`source`], registry snapshots in [`snapshot`], images, A3CP sessions), the split, and the
+//! leakage checks made before training.
+//!
 //! Tabular datasets: a CSV file and its `schema.json`, validated into a feature matrix and
 //! encoded labels. Every problem is reported with the line and column it is in.
 
 pub mod crowdmind;
 pub mod images;
+pub mod leakage;
 pub mod sessions;
+pub mod snapshot;
+pub mod source;
 pub mod split;
 
 use std::collections::HashMap;
@@ -12,6 +19,10 @@ use std::fmt;
 use ndarray::Array2;
 use registry::{Digest, Label};
 use serde::{Deserialize, Serialize};
+
+/// The feature pipeline of tabular models: the CSV's columns as they are.
+pub const TABULAR_PIPELINE: registry::manifest::PipelineId =
+    registry::manifest::PipelineId::new("tabular", 1);
 
 /// At most this many problems are listed; the rest are counted.
 const MAX_PROBLEMS: usize = 50;

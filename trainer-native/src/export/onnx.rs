@@ -34,8 +34,8 @@ pub struct Metadata<'a> {
     pub feature_names: &'a [String],
     /// Class labels, in output order.
     pub labels: &'a [String],
-    /// Feature pipeline name and version.
-    pub pipeline: (&'a str, u32),
+    /// The feature pipeline that computes the inputs.
+    pub pipeline: registry::manifest::PipelineId,
 }
 
 #[derive(Default)]
@@ -209,7 +209,7 @@ fn build(model: &Model, q: Option<&QuantizedModel>, meta: &Metadata<'_>) -> Vec<
         ),
         (
             "feature_pipeline",
-            format!("{}@{}", meta.pipeline.0, meta.pipeline.1),
+            format!("{}@{}", meta.pipeline.name, meta.pipeline.version),
         ),
         (
             "quantization",
@@ -343,7 +343,7 @@ mod tests {
         let meta = Metadata {
             feature_names: &model.feature_names,
             labels: &model.classes,
-            pipeline: ("tabular", 1),
+            pipeline: crate::dataset::TABULAR_PIPELINE,
         };
         let bytes = float_model(&model, &meta);
         assert_eq!(read_float_model(&bytes).unwrap(), model);

@@ -4,10 +4,9 @@
 
 use anyhow::{bail, ensure};
 
-/// Pipeline name recorded in manifests.
-pub const PIPELINE: &str = "gesture-keyframes";
-/// Pipeline version recorded in manifests.
-pub const VERSION: u32 = 1;
+/// The feature pipeline: name and version.
+pub const PIPELINE: registry::manifest::PipelineId =
+    registry::manifest::PipelineId::new("gesture-keyframes", 1);
 /// Keyframes per channel.
 pub const KEYFRAMES: usize = 16;
 const STATS: [&str; 5] = ["mean", "std", "min", "max", "motion"];

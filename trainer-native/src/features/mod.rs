@@ -24,11 +24,11 @@ impl Modality {
         }
     }
 
-    /// The feature pipeline's (name, version).
-    pub fn pipeline(self) -> (&'static str, u32) {
+    /// The modality's feature pipeline.
+    pub fn pipeline(self) -> registry::manifest::PipelineId {
         match self {
-            Self::Gesture => (gesture::PIPELINE, gesture::VERSION),
-            Self::Sound => (sound::PIPELINE, sound::VERSION),
+            Self::Gesture => gesture::PIPELINE,
+            Self::Sound => sound::PIPELINE,
         }
     }
 }

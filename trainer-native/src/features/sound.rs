@@ -9,10 +9,9 @@ use anyhow::{Context, bail, ensure};
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
-/// Pipeline name recorded in manifests.
-pub const PIPELINE: &str = "sound-mfcc";
-/// Pipeline version recorded in manifests.
-pub const VERSION: u32 = 1;
+/// The feature pipeline: name and version.
+pub const PIPELINE: registry::manifest::PipelineId =
+    registry::manifest::PipelineId::new("sound-mfcc", 1);
 const MEL_FILTERS: usize = 26;
 const COEFFICIENTS: usize = 13;
 /// Longest sound accepted, in seconds.

@@ -46,6 +46,36 @@ pub struct Options {
     pub env: Vec<(String, String)>,
 }
 
+/// How the components reach the registry.
+pub struct RegistryAccess {
+    /// The directory mounted into them, for a local registry.
+    pub dir: Option<PathBuf>,
+    /// Environment for them: the `s3://` URL and `AWS_*` settings, for an S3 registry.
+    pub env: Vec<(String, String)>,
+}
+
+/// How the components reach the registry at `url`: a local directory is mounted into them; for
+/// an `s3://` URL they reach S3 themselves through the host's outbound HTTP, with the same URL and
+/// `AWS_*` settings as this process.
+pub fn registry_access(
+    url: &str,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<RegistryAccess> {
+    if url.starts_with("s3://") {
+        let mut env = vec![("EXPOSR_REGISTRY".to_owned(), url.to_owned())];
+        env.extend(vars.filter(|(k, _)| k.starts_with("AWS_")));
+        return Ok(RegistryAccess { dir: None, env });
+    }
+    anyhow::ensure!(
+        !url.contains("://") || url.starts_with("file://"),
+        "serve needs a local registry directory or an s3:// URL, not {url}"
+    );
+    Ok(RegistryAccess {
+        dir: Some(PathBuf::from(url.strip_prefix("file://").unwrap_or(url))),
+        env: Vec::new(),
+    })
+}
+
 struct Loaded {
     pre: ProxyPre<Guest>,
     spec: ComponentSpec,

@@ -52,7 +52,7 @@ pub struct ModelConfig {
     /// Hidden layer widths (MLP).
     pub hidden_layers: Vec<usize>,
     /// Dropout on hidden activations (MLP).
-    pub dropout_rate: f32,
+    pub dropout_rate: f64,
     /// Hidden activation; only `relu` is supported.
     pub activation: String,
 }
@@ -78,9 +78,9 @@ pub struct TrainingConfig {
     /// Early-stopping patience in epochs.
     pub patience: usize,
     /// Adam learning rate.
-    pub learning_rate: f32,
+    pub learning_rate: f64,
     /// L2 penalty.
-    pub alpha: f32,
+    pub alpha: f64,
     /// Early stopping watches `val_loss` (default) or `val_accuracy` (scikit-learn's rule).
     pub monitor: Monitor,
 }
@@ -122,11 +122,11 @@ pub struct Grid {
     /// Candidate hidden layer lists.
     pub hidden_layers: Vec<Vec<usize>>,
     /// Candidate learning rates.
-    pub learning_rate: Vec<f32>,
+    pub learning_rate: Vec<f64>,
     /// Candidate L2 penalties.
-    pub alpha: Vec<f32>,
+    pub alpha: Vec<f64>,
     /// Candidate dropout rates.
-    pub dropout_rate: Vec<f32>,
+    pub dropout_rate: Vec<f64>,
 }
 
 impl Default for TrainConfig {

@@ -35,12 +35,14 @@ pub struct Network {
 pub struct FitConfig {
     /// Hidden layer widths; empty for logistic regression.
     pub hidden_layers: Vec<usize>,
+    // Settings are f64, as the user wrote them (a record shows 0.2, not 0.20000000298023224);
+    // the arithmetic narrows them to f32 where it uses them.
     /// Dropout rate on hidden activations during training.
-    pub dropout: f32,
+    pub dropout: f64,
     /// Adam step size.
-    pub learning_rate: f32,
+    pub learning_rate: f64,
     /// L2 penalty (as scikit-learn's `alpha`).
-    pub alpha: f32,
+    pub alpha: f64,
     /// Rows per mini-batch.
     pub batch_size: usize,
     /// Upper bound on epochs.
@@ -48,7 +50,7 @@ pub struct FitConfig {
     /// Epochs without a validation-loss improvement of at least `tol` before stopping.
     pub patience: usize,
     /// Minimum improvement that counts.
-    pub tol: f32,
+    pub tol: f64,
     /// What early stopping watches.
     pub monitor: Monitor,
 }
@@ -338,7 +340,7 @@ pub fn fit(
     sizes.extend(&cfg.hidden_layers);
     sizes.push(data.classes);
     let mut net = Network::init(&sizes, &mut rng);
-    let mut adam = Adam::new(&net, cfg.learning_rate);
+    let mut adam = Adam::new(&net, cfg.learning_rate as f32);
     let mut order: Vec<usize> = (0..data.x.nrows()).collect();
     let batch = cfg.batch_size.clamp(1, order.len().max(1));
     let mut history = History {
@@ -363,8 +365,12 @@ pub fn fit(
                 dst.assign(&data.x.row(row));
                 yb.push(data.y[row]);
             }
-            let (loss, grads) =
-                net.gradients(xb.view(), &yb, cfg.alpha, Some((cfg.dropout, &mut rng)));
+            let (loss, grads) = net.gradients(
+                xb.view(),
+                &yb,
+                cfg.alpha as f32,
+                Some((cfg.dropout as f32, &mut rng)),
+            );
             adam.step(&mut net, &grads);
             loss_sum += loss as f64 * chunk.len() as f64;
             seen += chunk.len();
@@ -399,7 +405,7 @@ pub fn fit(
             _ => stats.train_loss,
         };
         match &best {
-            Some((b, _)) if score > b - cfg.tol => {
+            Some((b, _)) if score > b - cfg.tol as f32 => {
                 stale += 1;
                 if stale >= cfg.patience {
                     history.stopped_early = true;

@@ -1,6 +1,7 @@
 //! Training: scaler, split, fit, cross-validation and grid search, evaluation.
 
 pub mod config;
+pub mod format_only;
 pub mod metrics;
 pub mod mlp;
 
@@ -250,12 +251,9 @@ fn cross_validate(
     scores
 }
 
-/// Splits, optionally cross-validates and grid-searches, fits, and evaluates.
-pub fn run(
-    data: &Dataset,
-    cfg: &TrainConfig,
-    observer: &mut dyn Observer,
-) -> anyhow::Result<Outcome> {
+/// The seeded, stratified split `run` trains on: the pipeline checks it for leakage before
+/// training.
+pub fn split_of(data: &Dataset, cfg: &TrainConfig) -> anyhow::Result<Split> {
     cfg.validate()?;
     let split = split::stratified(&data.y, cfg.ratios(), cfg.random_seed);
     anyhow::ensure!(
@@ -263,6 +261,16 @@ pub fn run(
         "too few rows ({}) to split into training and test parts",
         data.len()
     );
+    Ok(split)
+}
+
+/// Splits, optionally cross-validates and grid-searches, fits, and evaluates.
+pub fn run(
+    data: &Dataset,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Outcome> {
+    let split = split_of(data, cfg)?;
     let base = cfg.fit();
     let mut fit = base.clone();
     let mut cv = Vec::new();

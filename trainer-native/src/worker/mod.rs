@@ -177,13 +177,7 @@ async fn run_claimed(
     let started = Utc::now();
     // `<kind>_<time>_<job>_a<attempt>`: sorted by time, and `/status` reads the time of the last
     // scrape from the key alone.
-    let run_id = format!(
-        "{}_{}_{}_a{}",
-        job.kind.as_str(),
-        started.format("%Y%m%d_%H%M%S"),
-        &job.id.simple().to_string()[20..],
-        job.attempts
-    );
+    let run_id = registry::RunId::job_attempt(job.kind, started, &job.id, job.attempts);
     let log = JobLog::default();
     log.line(format!(
         "{} claimed {} job {} (attempt {} of {}, requested by {})",
@@ -235,20 +229,13 @@ async fn run_claimed(
             r = &mut done_rx => break Outcome::Finished(r.ok().flatten()),
             _ = tokio::time::sleep(renew_every) => {
                 let mut claimed = held.lock().await;
-                match reg.renew(&mut claimed, opts.claim.lease).await {
-                    Ok(()) => {}
-                    Err(e @ registry::Error::LeaseLost { .. }) => {
+                let renewed = reg.renew(&mut claimed, opts.claim.lease).await;
+                match after_renewal(renewed, &claimed, Utc::now(), opts.claim.lease) {
+                    Renewal::Held => {}
+                    Renewal::Retry(why) => tracing::warn!("renewing the lease failed, retrying: {why}"),
+                    Renewal::Lost(why) => {
                         let _ = cancel_tx.send(());
-                        break Outcome::Lost(e.to_string());
-                    }
-                    Err(e) => {
-                        tracing::warn!("renewing the lease failed, retrying: {e}");
-                        // Stop a third of the lease early: another machine's clock may be
-                        // ahead of ours by that much, and take the job over.
-                        if claimed.lease_nearly_over(Utc::now(), opts.claim.lease / 3) {
-                            let _ = cancel_tx.send(());
-                            break Outcome::Lost(format!("the lease expired while renewals failed: {e}"));
-                        }
+                        break Outcome::Lost(why);
                     }
                 }
             }
@@ -269,9 +256,7 @@ async fn run_claimed(
         Outcome::Finished(Some(Err(err))) => {
             let error = format!("{err:#}");
             log.line(format!("failed: {error}"));
-            let delay = opts
-                .retry_after
-                .saturating_mul(1 << job.attempts.saturating_sub(1).min(10));
+            let delay = retry_delay(opts.retry_after, job.attempts);
             let job = reg
                 .fail_attempt(claimed, &error, opts.claim.max_attempts, delay)
                 .await?;
@@ -317,6 +302,42 @@ async fn run_claimed(
     Ok(final_job)
 }
 
+/// What a worker does after trying to renew its lease.
+#[derive(Debug, PartialEq)]
+enum Renewal {
+    /// The lease is renewed, or still long enough to try again.
+    Held,
+    /// The renewal failed in the store; try again at the next tick.
+    Retry(String),
+    /// Give the job up (stop working on it now): another worker has it, or may take it.
+    Lost(String),
+}
+
+/// The claim decision after a renewal: a lease taken over is lost at once; a store failure is
+/// retried until the lease is within a third of its end (another machine's clock may be ahead of
+/// ours by that much, and take the job over).
+fn after_renewal(
+    renewed: Result<(), registry::Error>,
+    claimed: &Claimed,
+    now: chrono::DateTime<Utc>,
+    lease: Duration,
+) -> Renewal {
+    match renewed {
+        Ok(()) => Renewal::Held,
+        Err(e @ registry::Error::LeaseLost { .. }) => Renewal::Lost(e.to_string()),
+        Err(e) if claimed.lease_nearly_over(now, lease / 3) => {
+            Renewal::Lost(format!("the lease expired while renewals failed: {e}"))
+        }
+        Err(e) => Renewal::Retry(e.to_string()),
+    }
+}
+
+/// How long a failed attempt waits before it is retried: `base`, doubled per earlier attempt
+/// (at most 2^10 times).
+fn retry_delay(base: Duration, attempts: u32) -> Duration {
+    base.saturating_mul(1 << attempts.saturating_sub(1).min(10))
+}
+
 enum Outcome {
     Finished(Option<anyhow::Result<Value>>),
     Stopped,
@@ -326,15 +347,15 @@ enum Outcome {
 async fn write_record(
     reg: &Registry,
     runs_dir: &std::path::Path,
-    run_id: &str,
+    run_id: &registry::RunId,
     record: &Value,
 ) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(record)?;
-    let dir = runs_dir.join(run_id);
+    let dir = runs_dir.join(run_id.as_str());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("job.json"), &bytes)
         .with_context(|| format!("writing {}", dir.join("job.json").display()))?;
-    reg.put_run_file(run_id, "job.json", bytes.into())
+    reg.put_run_record(run_id, "job.json", bytes.into())
         .await
         .with_context(|| format!("storing the record of run {run_id}"))?;
     Ok(())
@@ -347,7 +368,7 @@ pub struct Context {
     sources: Option<PathBuf>,
     runs_dir: PathBuf,
     log: JobLog,
-    fence: Arc<dyn crate::pipeline::Fence>,
+    fence: Arc<dyn crate::job::Fence>,
 }
 
 /// The fence of a held job: a renewal, so that the lease is whole when the publish starts and a
@@ -358,7 +379,7 @@ struct LeaseFence {
     lease: Duration,
 }
 
-impl crate::pipeline::Fence for LeaseFence {
+impl crate::job::Fence for LeaseFence {
     fn check(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             let mut claimed = self.held.lock().await;
@@ -402,4 +423,77 @@ async fn scrape(ctx: &Context) -> anyhow::Result<Value> {
     let log = ctx.log.clone();
     let report = collect::scrape(&ctx.reg, &config, only, limit, &mut |l| log.line(l)).await?;
     Ok(serde_json::to_value(report)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry::jobs::JobKind;
+    use registry::store::ObjectStoreBackend;
+
+    async fn claimed(lease: Duration) -> (Registry, Claimed) {
+        let reg = Registry::open(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            registry::WritePolicy::Concurrent,
+        )
+        .await
+        .unwrap();
+        reg.enqueue(JobKind::Train, Default::default(), "test")
+            .await
+            .unwrap();
+        let opts = registry::jobs::ClaimOptions {
+            owner: "w1".into(),
+            lease,
+            max_attempts: 3,
+        };
+        let mut stats = Default::default();
+        let c = reg
+            .claim_next(&opts, &mut stats)
+            .await
+            .unwrap()
+            .expect("a job");
+        (reg, c)
+    }
+
+    #[tokio::test]
+    async fn a_renewal_keeps_retries_or_gives_up_the_job() {
+        let lease = Duration::from_secs(60);
+        let (_, c) = claimed(lease).await;
+        let now = Utc::now();
+        // Any error but a lost lease is the store failing.
+        let store_error = || {
+            Err(registry::Error::BlobNotFound {
+                digest: registry::Digest::of(b"503"),
+            })
+        };
+        assert_eq!(after_renewal(Ok(()), &c, now, lease), Renewal::Held);
+        assert!(matches!(
+            after_renewal(store_error(), &c, now, lease),
+            Renewal::Retry(_)
+        ));
+        // Within a third of the lease's end, a failing store means giving the job up.
+        let late = now + chrono::Duration::seconds(45);
+        match after_renewal(store_error(), &c, late, lease) {
+            Renewal::Lost(why) => assert!(why.contains("expired while renewals failed"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let lost = Err(registry::Error::LeaseLost {
+            job: c.job.id,
+            detail: "taken over".into(),
+        });
+        assert!(matches!(
+            after_renewal(lost, &c, now, lease),
+            Renewal::Lost(_)
+        ));
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_and_cap() {
+        let base = Duration::from_secs(30);
+        assert_eq!(retry_delay(base, 0), base);
+        assert_eq!(retry_delay(base, 1), base);
+        assert_eq!(retry_delay(base, 3), base * 4);
+        assert_eq!(retry_delay(base, 50), base * 1024);
+        assert_eq!(retry_delay(Duration::MAX, 5), Duration::MAX);
+    }
 }

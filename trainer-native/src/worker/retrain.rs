@@ -6,8 +6,6 @@
 //! says). A model whose last published run used the same snapshot is skipped, and the skip is
 //! recorded in its performance history.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context as _;
 use chrono::Utc;
 use registry::ModelName;
@@ -17,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Context;
-use crate::collect;
-use crate::pipeline::{self, Request};
+use crate::job::{self, DataSource, JobSpec};
+use crate::pipeline;
 use crate::train::config::{Family, TrainConfig};
 use crate::train::{Observer, mlp::Epoch};
 
@@ -81,21 +79,15 @@ pub async fn run(ctx: &Context) -> anyhow::Result<Value> {
         match train_one(ctx, &params, &dataset, &name).await {
             Ok(r) => results.push(r),
             Err(e) => {
-                let entry = HistoryEntry {
-                    run_id: format!("failed-{}-{}", ctx.job.id, ctx.job.attempts),
-                    at: Utc::now(),
-                    model: name.clone(),
-                    version: None,
-                    dataset: Some(dataset.to_string()),
-                    snapshot: None,
-                    accuracy: None,
-                    f1_macro: None,
-                    roc_auc: None,
-                    int8_accuracy: None,
-                    decision: Decision::Failed,
-                    reason: format!("{e:#}"),
-                    job: Some(ctx.job.id),
-                };
+                let mut entry = HistoryEntry::new(
+                    format!("failed-{}-{}", ctx.job.id, ctx.job.attempts),
+                    Utc::now(),
+                    name.clone(),
+                    Decision::Failed,
+                    format!("{e:#}"),
+                );
+                entry.dataset = Some(dataset.to_string());
+                entry.job = Some(ctx.job.id);
                 if let Err(h) = reg.append_history(&entry).await {
                     tracing::warn!("recording the failed run in the history: {h}");
                 }
@@ -113,9 +105,7 @@ async fn train_one(
     name: &ModelName,
 ) -> anyhow::Result<Value> {
     let reg = &ctx.reg;
-    let snapshot = reg.latest_snapshot(dataset).await?.with_context(|| {
-        format!("dataset {dataset} has no snapshot: ingest it or scrape its source first")
-    })?;
+    let snapshot = job::latest_snapshot(reg, dataset).await?;
     // The newest version's lineage, not a window of the history: however many skips were
     // recorded since, an unchanged snapshot is seen as unchanged.
     if !params.force
@@ -127,22 +117,17 @@ async fn train_one(
             snapshot.id
         );
         ctx.log.line(format!("{name}: skipped, {reason}"));
-        reg.append_history(&HistoryEntry {
-            run_id: format!("skip-{}-{}", ctx.job.id, ctx.job.attempts),
-            at: Utc::now(),
-            model: name.clone(),
-            version: None,
-            dataset: Some(format!("{dataset}@{}", snapshot.id)),
-            snapshot: Some(snapshot.digest),
-            accuracy: None,
-            f1_macro: None,
-            roc_auc: None,
-            int8_accuracy: None,
-            decision: Decision::Skipped,
-            reason: reason.clone(),
-            job: Some(ctx.job.id),
-        })
-        .await?;
+        let mut entry = HistoryEntry::new(
+            format!("skip-{}-{}", ctx.job.id, ctx.job.attempts),
+            Utc::now(),
+            name.clone(),
+            Decision::Skipped,
+            reason.clone(),
+        );
+        entry.dataset = Some(format!("{dataset}@{}", snapshot.id));
+        entry.snapshot = Some(snapshot.digest);
+        entry.job = Some(ctx.job.id);
+        reg.append_history(&entry).await?;
         return Ok(json!({ "model": name, "decision": "skipped", "reason": reason }));
     }
     ctx.log.line(format!(
@@ -150,18 +135,6 @@ async fn train_one(
         snapshot.id,
         snapshot.entries.len()
     ));
-    let set = collect::training_set(reg, &snapshot).await?;
-    if let Some(note) = &set.note {
-        ctx.log.line(format!("{name}: {note}"));
-    }
-    let collect::TrainingSet {
-        data,
-        files,
-        pipeline,
-        baseline,
-        phashes,
-        ..
-    } = set;
     let mut config = params.config.clone().unwrap_or_default();
     if let Some(f) = params.family {
         config.model.family = f;
@@ -169,24 +142,22 @@ async fn train_one(
     if let Some(s) = params.seed {
         config.random_seed = s;
     }
-    config.validate()?;
-    let request = Request {
-        name: name.clone(),
-        data: &data,
-        dataset_id: format!("{dataset}@{}", snapshot.id),
-        dataset_files: files,
+    let spec = JobSpec {
+        source: DataSource::Snapshot(snapshot),
+        model: Some(name.to_string()),
         config,
-        runs_dir: ctx.runs_dir.clone(),
         force: params.force,
-        tags: BTreeMap::new(),
-        pipeline,
-        snapshot: Some(snapshot.digest),
+        runs_dir: ctx.runs_dir.clone(),
         job: Some(ctx.job.id),
-        baseline,
-        phashes,
         fence: Some(ctx.fence.clone()),
     };
-    let summary = pipeline::train_and_publish(reg, request, &mut LogObserver(&ctx.log)).await?;
+    let train_job = job::prepare(reg, spec).await?;
+    if let Some(note) = &train_job.note {
+        ctx.log.line(format!("{name}: {note}"));
+    }
+    let summary = pipeline::run(reg, &train_job, &mut LogObserver(&ctx.log))
+        .await?
+        .summary;
     ctx.log.line(format!(
         "{name}: published {} (test accuracy {:.4}); {}",
         summary.version.as_deref().unwrap_or("-"),

@@ -6,12 +6,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use registry::{Digest, Manifest};
+use serde_json::json;
+
+use crate::export::artifacts::Artifacts;
 use serde::Serialize;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-wasmtime::component::bindgen!({ path: "../wit", world: "validator" });
+// The report type is the WIT record itself, serialisable: the one definition of what a
+// validation found, the same fields the functions return.
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "validator",
+    additional_derives: [serde::Serialize],
+});
 
 use exports::exposr::validator::validate::Report;
 
@@ -45,14 +54,9 @@ pub struct WasmValidator {
 pub struct Validation {
     /// The artifact role.
     pub role: String,
-    /// Whether every check passed.
-    pub ok: bool,
-    /// Golden cases run.
-    pub golden_checked: u32,
-    /// Largest difference from the expected outputs.
-    pub golden_max_abs_diff: f32,
-    /// Problems found.
-    pub problems: Vec<String>,
+    /// What the component found.
+    #[serde(flatten)]
+    pub report: Report,
 }
 
 /// Where the built validator is: `$EXPOSR_COMPONENTS_DIR`, else the wasm32-wasip2 release folder
@@ -119,29 +123,68 @@ impl WasmValidator {
         }
     }
 
-    /// Validates every ONNX artifact of `manifest` (bytes by role), failing on the first problem.
+    /// Validates each artifact of `manifest` (bytes by role) and reports on every one.
+    pub fn validate_each(
+        &self,
+        manifest: &Manifest,
+        files: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<Vec<Validation>> {
+        files
+            .iter()
+            .map(|(role, bytes)| {
+                Ok(Validation {
+                    role: role.clone(),
+                    report: self.validate(manifest, role, bytes)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Validates every artifact of `manifest` (bytes by role), failing on the first problem.
     pub fn validate_all(
         &self,
         manifest: &Manifest,
-        files: &[(&str, &[u8])],
+        files: &[(String, Vec<u8>)],
     ) -> anyhow::Result<Vec<Validation>> {
-        let mut out = Vec::new();
-        for (role, bytes) in files {
-            let r = self.validate(manifest, role, bytes)?;
-            if !r.ok {
-                bail!(
-                    "the validator component refused {role}: {}",
-                    r.problems.join("; ")
-                );
-            }
-            out.push(Validation {
-                role: (*role).to_owned(),
-                ok: r.ok,
-                golden_checked: r.golden_checked,
-                golden_max_abs_diff: r.golden_max_abs_diff,
-                problems: r.problems,
-            });
+        let reports = self.validate_each(manifest, files)?;
+        if let Some(refused) = reports.iter().find(|v| !v.report.ok) {
+            bail!(
+                "the validator component refused {}: {}",
+                refused.role,
+                refused.report.problems.join("; ")
+            );
         }
-        Ok(out)
+        Ok(reports)
     }
+}
+
+/// Runs the validator component on both ONNX files with `manifest`, off the async threads.
+/// Without a built component (scripts/build-functions) the tract checks stand, and the record
+/// says so.
+pub async fn check_artifacts(
+    manifest: &Manifest,
+    a: &Artifacts,
+) -> anyhow::Result<serde_json::Value> {
+    let Some(path) = locate() else {
+        tracing::warn!(
+            "validator component not built (scripts/build-functions): checked with native tract only"
+        );
+        return Ok(json!({
+            "component": null,
+            "reason": "validator component not built; checked with native tract only",
+        }));
+    };
+    let m = manifest.clone();
+    let files = vec![
+        ("onnx".to_owned(), a.float.clone()),
+        ("onnx_int8".to_owned(), a.int8.clone()),
+    ];
+    let (source, reports) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let validator = WasmValidator::load(&path)?;
+        let reports = validator.validate_all(&m, &files)?;
+        Ok((validator.source, reports))
+    })
+    .await
+    .context("validator task")??;
+    Ok(json!({ "component": source.0, "component_digest": source.1, "reports": reports }))
 }

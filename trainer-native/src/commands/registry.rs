@@ -292,7 +292,7 @@ fn media_type(path: &Path) -> &'static str {
     }
 }
 
-pub async fn export(g: &Global, name: &str, reference: &str, out: &Path) -> anyhow::Result<()> {
+pub async fn download(g: &Global, name: &str, reference: &str, out: &Path) -> anyhow::Result<()> {
     let name = ModelName::new(name)?;
     let reg = reader(g)?;
     let manifest = reg.resolve(&name, reference).await?;
@@ -347,34 +347,22 @@ pub async fn validate(
         let bytes = std::fs::read(path).with_context(|| format!("reading artifact {path}"))?;
         files.push((role.to_owned(), bytes));
     }
-    let path = crate::validator::locate()
+    let path = crate::validate::component::locate()
         .context("the validator component is not built: run scripts/build-functions (or set EXPOSR_COMPONENTS_DIR)")?;
-    let reports = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, _)>> {
-        let v = crate::validator::WasmValidator::load(&path)?;
-        files
-            .iter()
-            .map(|(role, bytes)| Ok((role.clone(), v.validate(&manifest, role, bytes)?)))
-            .collect()
+    let reports = tokio::task::spawn_blocking(move || {
+        crate::validate::component::WasmValidator::load(&path)?.validate_each(&manifest, &files)
     })
     .await??;
-    let ok = reports.iter().all(|(_, r)| r.ok);
+    let ok = reports.iter().all(|v| v.report.ok);
     if g.json {
-        let out: Vec<Value> = reports
-            .iter()
-            .map(|(role, r)| json!({
-                "role": role, "ok": r.ok, "digest": r.digest, "digest_matches": r.digest_matches,
-                "size_matches": r.size_matches, "signature_matches": r.signature_matches,
-                "golden_checked": r.golden_checked, "golden_max_abs_diff": r.golden_max_abs_diff,
-                "golden_argmax_agree": r.golden_argmax_agree, "problems": r.problems,
-            }))
-            .collect();
-        print_json(&json!({ "ok": ok, "artifacts": out }))?;
+        print_json(&json!({ "ok": ok, "artifacts": reports }))?;
     } else {
         let rows: Vec<Vec<String>> = reports
             .iter()
-            .map(|(role, r)| {
+            .map(|v| {
+                let r = &v.report;
                 vec![
-                    role.clone(),
+                    v.role.clone(),
                     if r.ok { "ok".into() } else { "REFUSED".into() },
                     format!("{}/{}", r.golden_argmax_agree, r.golden_checked),
                     format!("{:.1e}", r.golden_max_abs_diff),
