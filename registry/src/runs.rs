@@ -144,10 +144,10 @@ impl Registry {
 
     /// Every run of `kind` with a stored record, oldest first.
     pub async fn runs(&self, kind: RunKind) -> Result<Vec<RunId>, Error> {
-        let prefix = format!("{}{}_", layout::RUNS, kind.prefix());
+        // Stores list by whole key segments (object_store), so the kind is filtered here.
         let mut ids: Vec<RunId> = self
             .store()
-            .list(&prefix)
+            .list(layout::RUNS)
             .await?
             .iter()
             .filter_map(run_of)
