@@ -13,7 +13,7 @@ const TOKEN: &str = "s3cret-token";
 
 #[derive(Clone, Default)]
 struct Fake {
-    uploads: Arc<Mutex<Vec<(String, String, usize)>>>,
+    uploads: Arc<Mutex<Vec<(String, String, Vec<u8>)>>>,
 }
 
 fn authorized(headers: &HeaderMap) -> bool {
@@ -64,7 +64,7 @@ async fn upload(
         fake.uploads
             .lock()
             .unwrap()
-            .push((id.clone(), name, bytes.len()));
+            .push((id.clone(), name, bytes.to_vec()));
     }
     StatusCode::CREATED
 }
@@ -139,8 +139,15 @@ async fn downloads_trains_and_uploads_back() {
     assert!(
         uploads
             .iter()
-            .all(|(id, _, size)| id == "ds-iris" && *size > 0)
+            .all(|(id, _, bytes)| id == "ds-iris" && !bytes.is_empty())
     );
+    // The uploaded manifest and meta.json are the version as published (v1), not a draft.
+    let file = |name: &str| -> serde_json::Value {
+        let (_, _, bytes) = uploads.iter().find(|(_, n, _)| n == name).unwrap();
+        serde_json::from_slice(bytes).unwrap()
+    };
+    assert_eq!(file("manifest.json")["version"], "v1");
+    assert_eq!(file("meta.json")["version"], "v1", "{}", file("meta.json"));
 }
 
 #[tokio::test]

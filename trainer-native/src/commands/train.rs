@@ -138,10 +138,9 @@ pub async fn train(g: &Global, args: &TrainArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
     }
     if let (Some(id), false) = (&args.dataset.dataset_id, args.no_upload) {
-        let files = trained
-            .outputs
+        let files = run_folder::UPLOADED
             .iter()
-            .filter(|(name, _)| run_folder::UPLOADED.contains(name))
+            .filter_map(|want| trained.outputs.iter().find(|(name, _)| name == want))
             .map(|(name, bytes)| ((*name).to_owned(), bytes.clone()))
             .collect();
         crowdmind_client(&args.dataset)?
