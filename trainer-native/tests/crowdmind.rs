@@ -11,9 +11,12 @@ use axum::routing::{get, post};
 
 const TOKEN: &str = "s3cret-token";
 
+/// Files the fake received: (dataset id, file name, bytes).
+type Uploads = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
 #[derive(Clone, Default)]
 struct Fake {
-    uploads: Arc<Mutex<Vec<(String, String, Vec<u8>)>>>,
+    uploads: Uploads,
 }
 
 fn authorized(headers: &HeaderMap) -> bool {

@@ -52,13 +52,13 @@ pub fn export(
     pipeline: PipelineId,
 ) -> anyhow::Result<Artifacts> {
     let model = &outcome.model;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.random_seed ^ 0x5eed_ca1b);
-    let mut calibration_rows = outcome.split.train.clone();
-    calibration_rows.shuffle(&mut rng);
-    calibration_rows.truncate(cfg.quantization.calibration_samples);
-    calibration_rows.sort_unstable();
-    let calibration = train::select_rows(data, &calibration_rows);
-    let quantized = quantize::calibrate(model, calibration.view());
+    let (quantized, _) = calibrate(
+        model,
+        data,
+        outcome.split.train.clone(),
+        cfg.quantization.calibration_samples,
+        cfg.random_seed ^ 0x5eed_ca1b,
+    );
 
     let meta = onnx::Metadata {
         feature_names: &model.feature_names,
@@ -104,6 +104,22 @@ pub fn export(
     })
 }
 
+/// Calibrates the int8 scales on `samples` of `rows`, picked with `seed`; returns the
+/// parameters and how many rows they came from.
+fn calibrate(
+    model: &Model,
+    data: &Dataset,
+    mut rows: Vec<usize>,
+    samples: usize,
+    seed: u64,
+) -> (QuantizedModel, usize) {
+    rows.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    rows.truncate(samples);
+    rows.sort_unstable();
+    let calibration = train::select_rows(data, &rows);
+    (quantize::calibrate(model, calibration.view()), rows.len())
+}
+
 /// What [`requantize`] wrote and measured.
 pub struct Requantized {
     /// The int8 ONNX file.
@@ -123,12 +139,13 @@ pub fn requantize(
     calibration_samples: usize,
     seed: u64,
 ) -> Requantized {
-    let mut rows: Vec<usize> = (0..data.len()).collect();
-    rows.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    rows.truncate(calibration_samples.max(1));
-    rows.sort_unstable();
-    let calibration = train::select_rows(data, &rows);
-    let q = quantize::calibrate(model, calibration.view());
+    let (q, calibration_rows) = calibrate(
+        model,
+        data,
+        (0..data.len()).collect(),
+        calibration_samples.max(1),
+        seed,
+    );
     let meta = onnx::Metadata {
         feature_names: &model.feature_names,
         labels: &model.classes,
@@ -136,7 +153,7 @@ pub fn requantize(
     };
     Requantized {
         int8: onnx::int8_model(model, &q, &meta),
-        calibration_rows: rows.len(),
+        calibration_rows,
         quantized: q,
     }
 }
