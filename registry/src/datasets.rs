@@ -242,8 +242,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ObjectStoreBackend;
-    use std::sync::Arc;
 
     fn file(path: &str, bytes: &'static [u8]) -> NewFile {
         NewFile {
@@ -255,12 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_snapshot_is_taken_only_when_content_changes() {
-        let reg = Registry::open(
-            Arc::new(ObjectStoreBackend::in_memory()),
-            crate::WritePolicy::Concurrent,
-        )
-        .await
-        .unwrap();
+        let reg = Registry::in_memory_writer().await;
         let ds = DatasetName::new("iris").unwrap();
         assert!(reg.latest_snapshot(&ds).await.unwrap().is_none());
         let (a, created) = reg

@@ -158,17 +158,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ObjectStoreBackend;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn history_reads_back_in_time_order_and_limits() {
-        let reg = Registry::open(
-            Arc::new(ObjectStoreBackend::in_memory()),
-            crate::WritePolicy::Concurrent,
-        )
-        .await
-        .unwrap();
+        let reg = Registry::in_memory_writer().await;
         let model = ModelName::new("iris").unwrap();
         let t0 = Utc::now();
         for (i, run) in ["run_b", "run_a", "run_c"].iter().enumerate() {
@@ -204,12 +197,7 @@ mod tests {
     /// time: the last N are the newest N, however many skips were recorded.
     #[tokio::test]
     async fn the_newest_entries_are_the_last_whatever_their_run_ids() {
-        let reg = Registry::open(
-            Arc::new(ObjectStoreBackend::in_memory()),
-            crate::WritePolicy::Concurrent,
-        )
-        .await
-        .unwrap();
+        let reg = Registry::in_memory_writer().await;
         let model = ModelName::new("iris").unwrap();
         let t0 = Utc::now();
         let entry = |i: i64, run: String, decision| {

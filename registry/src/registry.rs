@@ -834,3 +834,16 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(key: &Key, bytes: &[u8]) -> 
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+impl Registry {
+    /// A writable registry over an empty in-memory store, for unit tests.
+    pub(crate) async fn in_memory_writer() -> Self {
+        Self::open(
+            Arc::new(crate::store::ObjectStoreBackend::in_memory()),
+            WritePolicy::Concurrent,
+        )
+        .await
+        .expect("the in-memory store enforces conditional writes")
+    }
+}

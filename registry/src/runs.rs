@@ -172,9 +172,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ObjectStoreBackend;
     use chrono::TimeZone;
-    use std::sync::Arc;
 
     #[test]
     fn ids_carry_kind_and_time_and_refuse_anything_else() {
@@ -201,12 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_run_of_a_kind_is_read_from_the_keys() {
-        let reg = Registry::open(
-            Arc::new(ObjectStoreBackend::in_memory()),
-            crate::WritePolicy::Concurrent,
-        )
-        .await
-        .unwrap();
+        let reg = Registry::in_memory_writer().await;
         assert_eq!(reg.last_run(RunKind::Training).await.unwrap(), None);
         let t = |h| Utc.with_ymd_and_hms(2026, 12, 2, h, 0, 0).unwrap();
         let job = uuid::Uuid::new_v4();

@@ -619,16 +619,9 @@ fn cursor_key(dataset: &DatasetName, source: &str, query: &str) -> Result<Key, E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ObjectStoreBackend;
-    use std::sync::Arc;
 
     async fn writer() -> Registry {
-        Registry::open(
-            Arc::new(ObjectStoreBackend::in_memory()),
-            crate::WritePolicy::Concurrent,
-        )
-        .await
-        .unwrap()
+        Registry::in_memory_writer().await
     }
 
     fn sample(orig: &str, pixels: &str, phash: u64, source_id: Option<&str>) -> NewSample {

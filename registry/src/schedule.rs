@@ -168,17 +168,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ObjectStoreBackend;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn one_job_per_period_however_many_calls() {
-        let reg = Registry::open(
-            Arc::new(ObjectStoreBackend::in_memory()),
-            crate::WritePolicy::Concurrent,
-        )
-        .await
-        .unwrap();
+        let reg = Registry::in_memory_writer().await;
         let s = reg.init_schedule(&Schedule::defaults()).await.unwrap();
         let other = Schedule::every(Duration::from_secs(60), Duration::from_secs(60));
         assert_eq!(
