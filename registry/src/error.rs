@@ -132,6 +132,16 @@ pub enum Error {
         /// What was found instead.
         detail: String,
     },
+    /// A dataset already holds as many pending uploads as it may, until ingestion takes some.
+    #[error(
+        "dataset {dataset} already has {limit} uploads waiting for ingestion; try again after the next scrape"
+    )]
+    QuotaExceeded {
+        /// The dataset.
+        dataset: String,
+        /// Its quota.
+        limit: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

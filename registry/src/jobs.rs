@@ -326,6 +326,15 @@ impl Registry {
         Ok(Some((job, object.etag)))
     }
 
+    /// Ids of every job, finished or not, oldest first (a full listing of `jobs/`: for operators
+    /// and tests; workers read the pending markers instead).
+    pub async fn jobs(&self) -> Result<Vec<Uuid>, Error> {
+        let keys = self.retrying(|| self.store().list("jobs/")).await?;
+        let mut ids: Vec<Uuid> = keys.iter().filter_map(layout::job_of_key).collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Ids of jobs not yet finished (queued or running), oldest first.
     pub async fn pending_jobs(&self) -> Result<Vec<Uuid>, Error> {
         let keys = self

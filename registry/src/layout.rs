@@ -86,6 +86,12 @@ pub fn job(id: &uuid::Uuid) -> Key {
     Key(format!("jobs/{}.json", id.as_hyphenated()))
 }
 
+/// The job a `jobs/<id>.json` key holds (`None` for the pending markers and anything else).
+pub fn job_of_key(key: &Key) -> Option<uuid::Uuid> {
+    let id = key.as_str().strip_prefix("jobs/")?.strip_suffix(".json")?;
+    uuid::Uuid::try_parse(id).ok()
+}
+
 /// Folder of the markers of jobs not yet finished, so that a worker lists only those.
 pub const PENDING_JOBS: &str = "jobs/pending/";
 

@@ -9,6 +9,8 @@
 //!
 //! It knows nothing of Spin, HTTP or the CLI, and builds for `wasm32-wasip2`.
 
+#![warn(missing_docs)]
+
 pub mod clock;
 pub mod datasets;
 pub mod digest;

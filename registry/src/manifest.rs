@@ -289,6 +289,17 @@ pub struct ManifestError {
     pub problems: Vec<String>,
 }
 
+/// Whether `name` is safe as a file name anywhere it goes: a path joined on disk by `download`, a
+/// `Content-Disposition` header, a run folder. No separators, no leading dot, no quotes or
+/// control characters.
+pub fn is_plain_file_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 impl Manifest {
     /// Checks the manifest's internal consistency and says exactly what is wrong.
     pub fn validate(&self) -> Result<(), ManifestError> {
@@ -323,10 +334,10 @@ impl Manifest {
                     "must be a media type such as application/onnx",
                 );
             }
-            if a.file_name.is_empty() || a.file_name.contains(['/', '\\']) || a.file_name == ".." {
+            if !is_plain_file_name(&a.file_name) {
                 problem(
                     format!("artifacts[{i}].file_name"),
-                    "must be a plain file name",
+                    "must be a plain file name: 1 to 128 of a-z, A-Z, 0-9, '.', '_', '-', not starting with '.'",
                 );
             }
         }

@@ -255,8 +255,9 @@ impl Registry {
         Ok(Self::with_writes(store, writes))
     }
 
-    /// The store underneath.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store underneath. Crate-private: everything outside reads and writes through the
+    /// registry's own calls, which check names, digests and the protocol.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 

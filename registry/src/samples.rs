@@ -290,7 +290,20 @@ fn dataset_key(dataset: &DatasetName, path: &str) -> Result<Key, Error> {
     Ok(layout::dataset_object(dataset, &parts)?)
 }
 
+/// Most uploads a dataset holds waiting for ingestion (`POST /uploads` answers 429 past it).
+pub const MAX_PENDING_UPLOADS: usize = 1000;
+
 impl Registry {
+    /// A file of the dataset by its path inside it (a sample's `path` or `meta_path()`), if there.
+    pub async fn sample_file(
+        &self,
+        dataset: &DatasetName,
+        path: &str,
+    ) -> Result<Option<Bytes>, Error> {
+        let key = dataset_key(dataset, path)?;
+        Ok(self.get_retrying(&key).await?.map(|o| o.bytes))
+    }
+
     /// The dataset's sample index and the ETag it was read at (empty and `None` if none yet).
     pub async fn sample_index(
         &self,
@@ -508,7 +521,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Stores an upload waiting for ingestion: its bytes and a small JSON description.
+    /// Stores an upload waiting for ingestion: its bytes and a small JSON description. Refused
+    /// with [`Error::QuotaExceeded`] once the dataset holds [`MAX_PENDING_UPLOADS`] (counted
+    /// before the write, so racing uploads may pass it by as many as race).
     pub async fn put_pending(
         &self,
         dataset: &DatasetName,
@@ -516,6 +531,12 @@ impl Registry {
         description: &serde_json::Value,
     ) -> Result<Uuid, Error> {
         self.check_fresh_writes()?;
+        if self.pending_ids(dataset).await?.len() >= MAX_PENDING_UPLOADS {
+            return Err(Error::QuotaExceeded {
+                dataset: dataset.to_string(),
+                limit: MAX_PENDING_UPLOADS,
+            });
+        }
         let id = self.new_id();
         let doc = Bytes::from(serde_json::to_vec(description).expect("serializes"));
         // The bytes first: a description always has its upload.
@@ -526,32 +547,38 @@ impl Registry {
         Ok(id)
     }
 
-    /// Uploads waiting for ingestion: (id, description, bytes), oldest first.
-    pub async fn pending(
+    /// Ids of the uploads waiting for ingestion (those with a description), oldest first: read
+    /// them one at a time with [`Registry::pending_upload`], so that a full queue is never in
+    /// memory at once.
+    pub async fn pending_ids(&self, dataset: &DatasetName) -> Result<Vec<Uuid>, Error> {
+        let prefix = format!("datasets/{dataset}/pending/");
+        let keys = self.retrying(|| self.store().list(&prefix)).await?;
+        let mut ids: Vec<Uuid> = keys
+            .iter()
+            .filter_map(|key| {
+                let id = key.as_str().strip_prefix(&prefix)?.strip_suffix(".json")?;
+                Uuid::try_parse(id).ok()
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// One pending upload: its description and bytes (`None` if it was taken meanwhile).
+    pub async fn pending_upload(
         &self,
         dataset: &DatasetName,
-    ) -> Result<Vec<(Uuid, serde_json::Value, Bytes)>, Error> {
-        let prefix = format!("datasets/{dataset}/pending/");
-        let mut out = Vec::new();
-        for key in self.store().list(&prefix).await? {
-            let Some(id) = key
-                .as_str()
-                .strip_prefix(&prefix)
-                .and_then(|k| k.strip_suffix(".json"))
-                .and_then(|k| Uuid::try_parse(k).ok())
-            else {
-                continue;
-            };
-            let Some(doc) = self.store().get(&key).await? else {
-                continue;
-            };
-            let bin = dataset_key(dataset, &format!("pending/{id}.bin"))?;
-            let Some(bytes) = self.store().get(&bin).await? else {
-                continue;
-            };
-            out.push((id, parse(&key, &doc.bytes)?, bytes.bytes));
-        }
-        Ok(out)
+        id: &Uuid,
+    ) -> Result<Option<(serde_json::Value, Bytes)>, Error> {
+        let key = dataset_key(dataset, &format!("pending/{id}.json"))?;
+        let Some(doc) = self.get_retrying(&key).await? else {
+            return Ok(None);
+        };
+        let bin = dataset_key(dataset, &format!("pending/{id}.bin"))?;
+        let Some(bytes) = self.get_retrying(&bin).await? else {
+            return Ok(None);
+        };
+        Ok(Some((parse(&key, &doc.bytes)?, bytes.bytes)))
     }
 
     /// Removes an upload once it was ingested or rejected.
@@ -755,11 +782,41 @@ mod tests {
             )
             .await
             .unwrap();
-        let pending = reg.pending(&ds).await.unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].0, id);
-        assert_eq!(&pending[0].2[..], b"img");
+        assert_eq!(reg.pending_ids(&ds).await.unwrap(), [id]);
+        let (doc, bytes) = reg.pending_upload(&ds, &id).await.unwrap().unwrap();
+        assert_eq!(
+            (doc["label"].as_str(), &bytes[..]),
+            (Some("real"), &b"img"[..])
+        );
         reg.remove_pending(&ds, &id).await.unwrap();
-        assert!(reg.pending(&ds).await.unwrap().is_empty());
+        assert!(reg.pending_ids(&ds).await.unwrap().is_empty());
+        assert!(reg.pending_upload(&ds, &id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn uploads_stop_at_the_quota_until_ingestion_takes_some() {
+        let reg = Registry::in_memory_writer().await;
+        let ds = DatasetName::new("photos").unwrap();
+        let doc = serde_json::json!({"label": "real"});
+        let mut first = None;
+        for _ in 0..MAX_PENDING_UPLOADS {
+            let id = reg
+                .put_pending(&ds, Bytes::from_static(b"i"), &doc)
+                .await
+                .unwrap();
+            first.get_or_insert(id);
+        }
+        let refused = reg.put_pending(&ds, Bytes::from_static(b"i"), &doc).await;
+        assert!(matches!(
+            refused,
+            Err(Error::QuotaExceeded {
+                limit: MAX_PENDING_UPLOADS,
+                ..
+            })
+        ));
+        reg.remove_pending(&ds, &first.unwrap()).await.unwrap();
+        reg.put_pending(&ds, Bytes::from_static(b"i"), &doc)
+            .await
+            .unwrap();
     }
 }

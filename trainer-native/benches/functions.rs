@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use registry::runs::RunKind;
 use registry::store::{self, Store};
 use registry::{Alias, ModelName, Registry};
 use serde_json::json;
@@ -129,9 +130,12 @@ async fn native_twin(location: &str, env: &[(String, String)]) -> String {
     let store: Arc<dyn Store> = store::open(location, env).expect("open registry");
     let reg = Arc::new(Registry::read_only(store));
     async fn status(State(reg): State<Arc<Registry>>) -> axum::Json<serde_json::Value> {
-        let runs = reg.store().list("runs/").await.unwrap_or_default();
+        let last_train = reg.last_run(RunKind::Training).await.ok().flatten();
         let models = reg.models().await.map(|m| m.len()).unwrap_or(0);
-        axum::Json(json!({ "runs": runs.len(), "models": models }))
+        axum::Json(json!({
+            "last_train": last_train.map(|(_, at)| at.to_rfc3339()),
+            "models": models,
+        }))
     }
     async fn latest(State(reg): State<Arc<Registry>>) -> axum::Json<serde_json::Value> {
         let name = ModelName::new("iris").expect("name");

@@ -94,6 +94,12 @@ pub enum Command {
         /// Bearer token for authenticated routes.
         #[arg(long, env = "TRAINER_API_KEY", hide_env_values = true)]
         token: Option<String>,
+        /// Admin token: the API token's rights and the gate overrides of POST /train (force,
+        /// config.gate). Without it, no request may override the gate.
+        #[arg(long, env = "TRAINER_ADMIN_KEY", hide_env_values = true)]
+        admin_token: Option<String>,
+        #[command(flatten)]
+        limits: ServeLimits,
     },
     /// Compose a component with the components it imports (wac plug): the build uses it to plug
     /// the validator into the models function, so one self-contained .wasm runs on every host.
@@ -433,6 +439,9 @@ pub struct WorkerArgs {
     /// Wait before the first retry of a failed job; doubled for each further attempt.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub retry_after: std::time::Duration,
+    /// Longest one attempt at a job may run; past it the attempt fails (and is retried).
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub job_timeout: std::time::Duration,
     /// Stop after this many jobs.
     #[arg(long)]
     pub max_jobs: Option<usize>,
@@ -454,4 +463,69 @@ pub struct WorkerArgs {
     /// This worker's name in job leases (default: host name and process id).
     #[arg(long, env = "EXPOSR_WORKER_ID")]
     pub id: Option<String>,
+}
+
+/// What one request may use under `serve` (README, "Security").
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeLimits {
+    /// Largest request body of a JSON route.
+    #[arg(long, default_value = "256KiB", value_parser = parse_bytes, help_heading = "Limits")]
+    pub max_json_body: usize,
+    /// Largest request body of an image route (/classify, /uploads).
+    #[arg(long, default_value = "10MiB", value_parser = parse_bytes, help_heading = "Limits")]
+    pub max_image_body: usize,
+    /// Largest linear memory of one component instance.
+    #[arg(long, default_value = "512MiB", value_parser = parse_bytes, help_heading = "Limits")]
+    pub memory_limit: usize,
+    /// CPU time one request may spend running WebAssembly.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, help_heading = "Limits")]
+    pub cpu_time: std::time::Duration,
+    /// Wall time for a whole request (body, component, response head).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, help_heading = "Limits")]
+    pub request_timeout: std::time::Duration,
+    /// Requests served at once; more wait up to --queue-wait, then get a 503.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Limits")]
+    pub concurrency: u32,
+    /// How long a request waits for a free slot.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "Limits")]
+    pub queue_wait: std::time::Duration,
+    /// Time a client has to send a request's headers.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, help_heading = "Limits")]
+    pub header_timeout: std::time::Duration,
+}
+
+impl ServeLimits {
+    /// The host's limits.
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            json_body: self.max_json_body,
+            image_body: self.max_image_body,
+            memory: self.memory_limit,
+            cpu_time: self.cpu_time,
+            deadline: self.request_timeout,
+            concurrency: self.concurrency as usize,
+            queue_wait: self.queue_wait,
+            header_read: self.header_timeout,
+            ..crate::serve::Limits::default()
+        }
+    }
+}
+
+/// `512`, `256KiB`, `10MiB`, `1GiB`: a size in bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 512, 256KiB, 10MiB)"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }

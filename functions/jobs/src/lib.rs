@@ -3,7 +3,7 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /metrics` | seed shape: total_images, models_trained, last_training, validation_accuracy; Prometheus text when `Accept` asks for it |
-//! | `POST /scrape`, `POST /train` | enqueue a job in the registry (`jobs/<id>.json`), 202 with its id |
+//! | `POST /scrape`, `POST /train` | enqueue a job in the registry (`jobs/<id>.json`), 202 with its id; unknown or unbounded parameters 400, gate overrides (`force`, `config.gate`) 403 without the admin token |
 //! | `POST /uploads?label=…` | store an image (at most 10 MiB) as a pending sample, 202 |
 //! | `GET /jobs/{id}` | the job and its state |
 //!
@@ -38,8 +38,12 @@ async fn handle(req: Request) -> Response {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match (req.method(), segments.as_slice()) {
         (Method::Get, ["metrics"]) => metrics::metrics(&reg, &config, &req).await,
-        (Method::Post, ["scrape"]) => triggers::trigger(&reg, &req, JobKind::Scrape).await,
-        (Method::Post, ["train"]) => triggers::trigger(&reg, &req, JobKind::Train).await,
+        (Method::Post, ["scrape"]) => {
+            triggers::trigger(&reg, &req, JobKind::Scrape, config.admin(given)).await
+        }
+        (Method::Post, ["train"]) => {
+            triggers::trigger(&reg, &req, JobKind::Train, config.admin(given)).await
+        }
         (Method::Get, ["jobs", id]) => triggers::job(&reg, id).await,
         (Method::Post, ["uploads"]) => uploads::upload(&reg, &req).await,
         (_, ["metrics"] | ["jobs", _]) => method_not_allowed(&req, "GET"),

@@ -179,7 +179,7 @@ async fn classify_image(
         Ok(row) => row,
         Err(vision::FeatureError::Rejected(why)) => {
             let status = match why {
-                vision::Rejected::TooLarge { .. } => 413,
+                vision::Rejected::TooLarge { .. } | vision::Rejected::TooManyPixels { .. } => 413,
                 vision::Rejected::Format(_) => 415,
                 _ => 400,
             };

@@ -154,7 +154,11 @@ pub async fn artifact(
         .header("content-type", a.media_type.as_str())
         .header(
             "content-disposition",
-            format!("attachment; filename=\"{}\"", a.file_name),
+            // A stored manifest's file name goes into a header only if it is plain.
+            match registry::manifest::is_plain_file_name(&a.file_name) {
+                true => format!("attachment; filename=\"{}\"", a.file_name),
+                false => "attachment".to_owned(),
+            },
         )
         .header("x-content-digest", a.digest.to_string())
         .header("etag", format!("\"{}\"", a.digest.hex()))

@@ -7,6 +7,8 @@
 //! host (`exposr-trainer serve`): a component that imported `spin:variables` would not load on
 //! plain WASI hosts.
 
+#![warn(missing_docs)]
+
 #[cfg(target_arch = "wasm32")]
 pub mod outbound;
 
@@ -27,6 +29,9 @@ pub const REGISTRY_URL: &str = "EXPOSR_REGISTRY";
 pub const STARTED_AT: &str = "EXPOSR_STARTED_AT";
 /// Environment variable holding the API token (a secret: never logged, never echoed).
 pub const API_TOKEN: &str = "EXPOSR_API_TOKEN";
+/// Environment variable holding the admin token: everything the API token allows, and the gate
+/// overrides of `POST /train` (`force`, `config.gate`). A secret like the API token.
+pub const ADMIN_TOKEN: &str = "EXPOSR_ADMIN_TOKEN";
 /// Environment variable naming the model `/models/latest`, `/classify` and `/metrics` use when
 /// a request names none.
 pub const DEFAULT_MODEL: &str = "EXPOSR_DEFAULT_MODEL";
@@ -43,6 +48,8 @@ pub struct Config {
     aws: Vec<(String, String)>,
     /// The bearer token authenticated routes require (empty: none is accepted).
     api_token: String,
+    /// The admin token (empty: no request is admin).
+    admin_token: String,
     /// The default model's name, as set.
     default_model: Option<String>,
     /// When the host started.
@@ -57,6 +64,7 @@ impl std::fmt::Debug for Config {
             .field("registry_dir", &self.registry_dir)
             .field("aws", &self.aws.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("api_token_set", &!self.api_token.is_empty())
+            .field("admin_token_set", &!self.admin_token.is_empty())
             .field("default_model", &self.default_model)
             .field("started_at", &self.started_at)
             .finish()
@@ -80,6 +88,7 @@ impl Config {
                 REGISTRY_URL if v.starts_with("s3://") => c.registry_url = Some(v),
                 REGISTRY_DIR => c.registry_dir = v,
                 API_TOKEN => c.api_token = v,
+                ADMIN_TOKEN => c.admin_token = v,
                 DEFAULT_MODEL if !v.is_empty() => c.default_model = Some(v),
                 STARTED_AT => {
                     c.started_at = chrono::DateTime::parse_from_rfc3339(&v)
@@ -104,9 +113,18 @@ impl Config {
             .map(|t| (now - t).num_milliseconds() as f64 / 1000.0)
     }
 
-    /// Whether the Authorization header carries the API token ([`bearer_matches`]).
+    /// Whether the Authorization header carries the API token or the admin token
+    /// ([`bearer_matches`]).
     pub fn authorized(&self, header: Option<&str>) -> bool {
-        bearer_matches(header, &self.api_token)
+        // Both are compared, so the time taken does not say which one matched.
+        let api = bearer_matches(header, &self.api_token);
+        let admin = bearer_matches(header, &self.admin_token);
+        api | admin
+    }
+
+    /// Whether the Authorization header carries the admin token.
+    pub fn admin(&self, header: Option<&str>) -> bool {
+        bearer_matches(header, &self.admin_token)
     }
 
     /// The store the host gives this component: S3 when the registry URL is `s3://…`, else the
@@ -180,6 +198,11 @@ pub fn registry_problem(err: &Error) -> Response {
         Error::AliasNotFound { .. } => problem(404, "alias_not_found", &err.to_string()),
         Error::BlobNotFound { .. } => problem(404, "blob_not_found", &err.to_string()),
         Error::InvalidName(e) => problem(400, "invalid_name", &e.to_string()),
+        Error::QuotaExceeded { .. } => {
+            let mut r = problem(429, "quota_exceeded", &err.to_string());
+            r.set_header("retry-after", "3600");
+            r
+        }
         Error::DigestMismatch { .. } => {
             eprintln!("registry error: {err}");
             problem(
@@ -210,14 +233,21 @@ pub fn method_not_allowed(req: &Request, allowed: &str) -> Response {
     r
 }
 
-/// Whether `header` (the Authorization value) carries `expected` as a bearer token, compared in
-/// constant time so that timing does not reveal how much of a guess was right.
+/// Whether `header` (the Authorization value) carries `expected` as a bearer token. Both sides are
+/// hashed first, so the constant-time comparison is over equal lengths: timing reveals neither how
+/// much of a guess was right nor how long the token is. (The embedded host, which checks the
+/// token before a component runs, has the same check in `trainer-native/src/serve/limits.rs`.)
 pub fn bearer_matches(header: Option<&str>, expected: &str) -> bool {
+    use registry::digest::Digest;
     use subtle::ConstantTimeEq;
     let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };
-    !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
+    let (given, wanted) = (
+        Digest::of(token.as_bytes()),
+        Digest::of(expected.as_bytes()),
+    );
+    !expected.is_empty() && bool::from(given.as_bytes().ct_eq(wanted.as_bytes()))
 }
 
 /// Labelled samples in the newest snapshot of every dataset (seed 001's counts; tabular
@@ -282,6 +312,7 @@ mod tests {
         };
         let c = vars(&[
             (API_TOKEN, "s3cr3t-token"),
+            (ADMIN_TOKEN, "adm1n-token"),
             (DEFAULT_MODEL, "authenticity"),
             (STARTED_AT, "2026-12-02T19:00:00Z"),
             (REGISTRY_URL, "s3://bucket/prefix"),
@@ -290,12 +321,20 @@ mod tests {
         ]);
         assert!(c.authorized(Some("Bearer s3cr3t-token")));
         assert!(!c.authorized(Some("Bearer s3cr3t-tokem")));
+        assert!(
+            !c.admin(Some("Bearer s3cr3t-token")),
+            "the API token is not admin"
+        );
+        assert!(c.authorized(Some("Bearer adm1n-token")) && c.admin(Some("Bearer adm1n-token")));
         assert_eq!(c.default_model(), Some("authenticity"));
         let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T19:00:02.5Z").unwrap();
         assert_eq!(c.uptime(now.with_timezone(&chrono::Utc)), Some(2.5));
         assert_eq!(c.aws, [("AWS_REGION".to_owned(), "eu-west-1".to_owned())]);
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("adm1n"),
+            "{shown}"
+        );
         assert!(shown.contains("api_token_set: true"), "{shown}");
         // Defaults: the preopened directory, no token (nothing is authorized), no model.
         let d = vars(&[(REGISTRY_URL, "file:///ignored"), (DEFAULT_MODEL, "")]);

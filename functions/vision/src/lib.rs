@@ -3,6 +3,8 @@
 //! makes every image of every class look alike on disk (so that file format, size or encoder
 //! cannot leak the label), with the hashes used to find duplicates.
 
+#![warn(missing_docs)]
+
 pub mod features;
 pub mod normalize;
 

@@ -27,10 +27,18 @@ pub struct Limits {
     pub max_bytes: usize,
     /// Smallest accepted shorter side, in pixels.
     pub min_side: u32,
-    /// Largest accepted width or height, in pixels (decoding bombs stop here).
+    /// Largest accepted width or height, in pixels.
     pub max_side: u32,
+    /// Largest accepted width × height, checked from the header before anything is decoded:
+    /// decoding costs memory and time by pixels, not by file size (a 2 MB PNG can hold 100 MP).
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
     /// Largest accepted ratio of the longer to the shorter side.
     pub max_aspect: f32,
+}
+
+fn default_max_pixels() -> u64 {
+    Limits::default().max_pixels
 }
 
 impl Default for Limits {
@@ -39,6 +47,7 @@ impl Default for Limits {
             max_bytes: 20 << 20,
             min_side: 256,
             max_side: 12_000,
+            max_pixels: 40_000_000,
             max_aspect: 3.0,
         }
     }
@@ -71,6 +80,20 @@ pub enum Rejected {
         /// The minimum.
         min: u32,
     },
+    /// More pixels, or a longer side, than the limits allow (a decompression bomb, or a panorama).
+    #[error(
+        "{width}x{height} is more than the limit of {max_pixels} pixels and {max_side} on a side"
+    )]
+    TooManyPixels {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// The pixel budget.
+        max_pixels: u64,
+        /// The longest side allowed.
+        max_side: u32,
+    },
     /// Too elongated.
     #[error("{width}x{height} has an aspect ratio beyond {max}")]
     Aspect {
@@ -84,10 +107,11 @@ pub enum Rejected {
 }
 
 impl Rejected {
-    /// A short stable code: too_large, format, corrupt, too_small, aspect.
+    /// A short stable code: too_large, too_many_pixels, format, corrupt, too_small, aspect.
     pub fn code(&self) -> &'static str {
         match self {
             Self::TooLarge { .. } => "too_large",
+            Self::TooManyPixels { .. } => "too_many_pixels",
             Self::Format(_) => "format",
             Self::Corrupt(_) => "corrupt",
             Self::TooSmall { .. } => "too_small",
@@ -159,10 +183,12 @@ pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, Rejected> 
         .into_dimensions()
         .map_err(|e| Rejected::Corrupt(e.to_string()))?;
     let (short, long) = (width.min(height), width.max(height));
-    if long > limits.max_side {
-        return Err(Rejected::TooLarge {
-            bytes: bytes.len(),
-            limit: limits.max_bytes,
+    if long > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(Rejected::TooManyPixels {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+            max_side: limits.max_side,
         });
     }
     if short < limits.min_side {
@@ -185,6 +211,9 @@ pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, Rejected> 
     let mut decode_limits = image::Limits::default();
     decode_limits.max_image_width = Some(limits.max_side);
     decode_limits.max_image_height = Some(limits.max_side);
+    // The decoder's own allocations: the pixels as RGBA, and room for its working buffers. (None
+    // of image 0.25's decoders can scale while decoding, so the budget is the only bound.)
+    decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(4) + (16 << 20));
     reader.limits(decode_limits);
     let decoded = reader
         .decode()
@@ -337,6 +366,64 @@ mod tests {
             ..limits
         };
         assert_eq!(normalize(&ok, &tight).unwrap_err().code(), "too_large");
+    }
+
+    /// A PNG whose header claims `width`×`height`: the bytes of a real small PNG with its IHDR
+    /// rewritten (and its CRC fixed), the shape of a decompression bomb.
+    fn claimed_png(width: u32, height: u32) -> Vec<u8> {
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+                }
+            }
+            !crc
+        }
+        let flat = ImageBuffer::from_pixel(300, 300, Rgb([90u8, 120, 200]));
+        let mut png = encode(&DynamicImage::ImageRgb8(flat), ImageFormat::Png);
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn pixel_bombs_are_refused_from_the_header_before_decoding() {
+        let limits = Limits::default();
+        // 7,000 x 7,000 = 49 MP: over the 40 MP budget although each side is allowed.
+        let bomb = claimed_png(7_000, 7_000);
+        assert!(bomb.len() < 10_000);
+        let err = normalize(&bomb, &limits).unwrap_err();
+        assert_eq!(err.code(), "too_many_pixels", "{err}");
+        assert_eq!(
+            normalize(&claimed_png(20_000, 10_000), &limits)
+                .unwrap_err()
+                .code(),
+            "too_many_pixels"
+        );
+        // Under the budget the header passes, and the missing pixel data is corrupt, not decoded.
+        assert_eq!(
+            normalize(&claimed_png(3_000, 3_000), &limits)
+                .unwrap_err()
+                .code(),
+            "corrupt"
+        );
+        let tight = Limits {
+            max_pixels: 300 * 299,
+            ..limits
+        };
+        let ok = encode(
+            &DynamicImage::ImageRgb8(gradient(300, 300)),
+            ImageFormat::Png,
+        );
+        assert_eq!(
+            normalize(&ok, &tight).unwrap_err().code(),
+            "too_many_pixels"
+        );
+        assert!(normalize(&ok, &limits).is_ok());
     }
 
     #[test]

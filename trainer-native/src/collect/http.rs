@@ -271,25 +271,35 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
+/// The longest wait a server's header can impose: past it the fetcher tries again (and meets the
+/// limit again, if it still holds). Also keeps `Instant + wait` from overflowing on a hostile or
+/// broken header (`X-Ratelimit-Reset: 18446744073709551615`).
+const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` in seconds or as an HTTP date, at most [`MAX_SERVER_WAIT`].
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.to_utc() - chrono::Utc::now()).to_std().ok()
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.to_utc() - chrono::Utc::now()).to_std().ok()?
+        }
+    };
+    Some(wait.min(MAX_SERVER_WAIT))
 }
 
-/// `X-Ratelimit-Reset`: a Unix time (Pexels) or seconds from now (small values).
+/// `X-Ratelimit-Reset`: a Unix time (Pexels) or seconds from now (small values), at most
+/// [`MAX_SERVER_WAIT`].
 fn reset_wait(headers: &HeaderMap) -> Option<Duration> {
     let reset = header_u64(headers, "x-ratelimit-reset")?;
     let now = chrono::Utc::now().timestamp().max(0) as u64;
-    Some(Duration::from_secs(if reset > 1_000_000_000 {
+    let secs = if reset > 1_000_000_000 {
         reset.saturating_sub(now)
     } else {
         reset
-    }))
+    };
+    Some(Duration::from_secs(secs).min(MAX_SERVER_WAIT))
 }
 
 /// The message of an API's error body: Unsplash `{"errors": [..]}`, Pexels and CivitAI
@@ -339,5 +349,14 @@ mod tests {
         h.insert("x-ratelimit-reset", at.to_string().parse().unwrap());
         let wait = reset_wait(&h).unwrap();
         assert!((28..=30).contains(&wait.as_secs()), "{wait:?}");
+        // Hostile values wait at most an hour and never overflow an Instant.
+        for huge in [u64::MAX.to_string(), "99999999999999".into()] {
+            let mut h = HeaderMap::new();
+            h.insert("x-ratelimit-reset", huge.parse().unwrap());
+            h.insert(RETRY_AFTER, huge.parse().unwrap());
+            assert_eq!(reset_wait(&h), Some(MAX_SERVER_WAIT));
+            assert_eq!(retry_after(&h), Some(MAX_SERVER_WAIT));
+            let _ = Instant::now() + reset_wait(&h).unwrap();
+        }
     }
 }

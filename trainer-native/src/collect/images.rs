@@ -372,7 +372,10 @@ pub async fn ingest_pending(
         source: "upload".into(),
         ..Tally::default()
     };
-    for (id, doc, bytes) in reg.pending(dataset).await? {
+    for id in reg.pending_ids(dataset).await? {
+        let Some((doc, bytes)) = reg.pending_upload(dataset, &id).await? else {
+            continue;
+        };
         tally.listed += 1;
         tally.fetched += 1;
         let attribution = Attribution {

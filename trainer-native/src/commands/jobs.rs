@@ -100,6 +100,7 @@ pub async fn worker(g: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
         once: args.once,
         max_jobs: args.max_jobs,
         retry_after: args.retry_after,
+        job_timeout: args.job_timeout,
         schedule: !args.no_schedule,
         default_schedule: wanted,
         sources,

@@ -34,7 +34,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             components,
             listen,
             token,
-        } => serve::serve(g, manifest, components, listen, token).await,
+            admin_token,
+            limits,
+        } => {
+            let tokens = serve::Tokens {
+                api: token,
+                admin: admin_token,
+            };
+            serve::serve(g, manifest, components, listen, tokens, limits.limits()).await
+        }
         Command::Compose { socket, plugs, out } => serve::compose(&socket, &plugs, &out),
         Command::Validate {
             manifest,

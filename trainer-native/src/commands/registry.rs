@@ -299,7 +299,15 @@ pub async fn download(g: &Global, name: &str, reference: &str, out: &Path) -> an
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut written = Vec::new();
     for artifact in &manifest.artifacts {
-        // Checked against its digest by `blob`; the file name was checked by the manifest rules.
+        // The bytes are checked against their digest by `blob`; the name is checked here, since a
+        // manifest read back from a store is only as trustworthy as whoever could write there.
+        anyhow::ensure!(
+            registry::manifest::is_plain_file_name(&artifact.file_name),
+            "{name} {}: artifact {} has the file name {:?}, which is not a plain file name; not writing it",
+            manifest.version,
+            artifact.role,
+            artifact.file_name
+        );
         let bytes = reg.blob(&artifact.digest).await?;
         let path = out.join(&artifact.file_name);
         std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;

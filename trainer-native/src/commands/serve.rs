@@ -5,24 +5,32 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::Global;
 
+/// The bearer tokens the host hands to the components that declare them.
+pub struct Tokens {
+    /// The API token.
+    pub api: Option<String>,
+    /// The admin token.
+    pub admin: Option<String>,
+}
+
 pub async fn serve(
     g: &Global,
     manifest: PathBuf,
     components: Option<PathBuf>,
     listen: SocketAddr,
-    token: Option<String>,
+    tokens: Tokens,
+    limits: crate::serve::Limits,
 ) -> anyhow::Result<()> {
     let access = crate::serve::registry_access(&g.registry, std::env::vars())?;
-    let mut env = access.env;
-    if let Some(t) = token {
-        env.push(("EXPOSR_API_TOKEN".to_owned(), t));
-    }
     let opts = crate::serve::Options {
         manifest,
         components,
         registry: access.dir,
         listen,
-        env,
+        env: access.env,
+        token: tokens.api,
+        admin_token: tokens.admin,
+        limits,
     };
     crate::serve::serve(opts, |addr| {
         println!("listening on http://{addr}");

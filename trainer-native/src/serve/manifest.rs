@@ -48,6 +48,18 @@ pub struct ComponentSpec {
     /// Mounted files: `{ source, destination }`.
     #[serde(default)]
     pub files: Vec<FileMount>,
+    /// Application variables the component may read (`[component.<id>.variables]`). The host
+    /// gives the API token only to components that declare `api_token`, and checks the bearer
+    /// token of their requests itself before reading a body.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+impl ComponentSpec {
+    /// Whether the component's routes need the bearer token (it declares `api_token`).
+    pub fn authenticated(&self) -> bool {
+        self.variables.contains_key("api_token")
+    }
 }
 
 /// A directory mounted into the component.

@@ -4,32 +4,41 @@
 //! S3 registry that the components reach through the host's outbound HTTP.
 
 pub mod compose;
+pub mod limits;
 pub mod manifest;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+pub use limits::Limits;
+use limits::{Budget, Stopped};
 use manifest::{ComponentSpec, Router, SpinManifest};
 
-/// Largest request body accepted (the components enforce their own, smaller limits too).
-pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The environment variables of the tokens, by the `spin.toml` variable a component declares to
+/// get one: only those components see them, and the host authenticates their routes itself.
+const SECRETS: [(&str, &str); 2] = [
+    ("api_token", "EXPOSR_API_TOKEN"),
+    ("admin_token", "EXPOSR_ADMIN_TOKEN"),
+];
 
 /// What to serve and where.
 pub struct Options {
@@ -42,8 +51,14 @@ pub struct Options {
     pub registry: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Extra environment for every component (e.g. the API token).
+    /// Extra environment for every component (the registry's `s3://` URL and `AWS_*` settings).
     pub env: Vec<(String, String)>,
+    /// The API token, for the components that declare `api_token` (none: their routes are 401).
+    pub token: Option<String>,
+    /// The admin token (gate overrides), for the components that declare `admin_token`.
+    pub admin_token: Option<String>,
+    /// What one request may use.
+    pub limits: Limits,
 }
 
 /// How the components reach the registry.
@@ -86,12 +101,17 @@ struct Host {
     components: HashMap<String, Loaded>,
     registry: Option<PathBuf>,
     env: Vec<(String, String)>,
+    /// The secrets by `spin.toml` variable name (`api_token`, `admin_token`); empty ones left out.
+    secrets: Vec<(&'static str, &'static str, String)>,
+    limits: Limits,
+    slots: Semaphore,
 }
 
 struct Guest {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
+    budget: Budget,
 }
 
 impl WasiView for Guest {
@@ -115,6 +135,8 @@ impl WasiHttpView for Guest {
 
 fn engine() -> anyhow::Result<Engine> {
     let mut config = Config::new();
+    // CPU time is counted in epoch ticks (a thread advances the epoch every EPOCH_TICK).
+    config.epoch_interruption(true);
     // Compiled code is cached on disk: a cold compile of the tract component takes seconds.
     match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
         Ok(cache) => {
@@ -170,26 +192,55 @@ pub async fn serve(opts: Options, on_ready: impl FnOnce(SocketAddr)) -> anyhow::
     }
     let mut env = opts.env;
     env.push(("EXPOSR_STARTED_AT".into(), chrono::Utc::now().to_rfc3339()));
+    let ticker = engine.weak();
+    std::thread::spawn(move || {
+        while let Some(engine) = ticker.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(limits::EPOCH_TICK);
+        }
+    });
+    let limits = opts.limits;
     let host = Arc::new(Host {
         router: Router::new(&spin.trigger.http),
         components,
         registry: opts.registry,
         env,
+        secrets: SECRETS
+            .iter()
+            .zip([opts.token, opts.admin_token])
+            .filter_map(|(&(var, env), value)| Some((var, env, value.filter(|v| !v.is_empty())?)))
+            .collect(),
+        slots: Semaphore::new(limits.concurrency),
+        limits,
     });
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;
     on_ready(listener.local_addr()?);
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors, say: wait, and go on serving those already connected.
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let host = host.clone();
         tokio::spawn(async move {
+            let limits = host.limits.clone();
             let service = hyper::service::service_fn(move |req| {
                 let host = host.clone();
                 async move { Ok::<_, std::convert::Infallible>(host.handle(req).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .max_headers(limits.max_headers)
+                .max_buf_size(limits.header_bytes.max(8192))
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -201,9 +252,16 @@ pub async fn serve(opts: Options, on_ready: impl FnOnce(SocketAddr)) -> anyhow::
 
 fn problem(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
-    Response::builder()
+    let mut builder = Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder = builder.header("retry-after", "1");
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        builder = builder.header("www-authenticate", "Bearer");
+    }
+    builder
         .body(
             Full::new(Bytes::from(body))
                 .map_err(|never| match never {})
@@ -223,23 +281,91 @@ impl Host {
             );
         };
         let loaded = &self.components[id];
-        match self.run(loaded, req).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::error!(component = id, "request failed: {e:#}");
-                problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the function failed",
-                )
+        // Authentication before anything is read or a slot is taken.
+        if loaded.spec.authenticated() {
+            let given = req
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            // Every token is compared, so the time taken does not say which one matched.
+            let matched = self
+                .secrets
+                .iter()
+                .fold(false, |m, (_, _, t)| m | limits::bearer_matches(given, t));
+            if !matched {
+                return problem(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid bearer token is required",
+                );
             }
         }
+        let limit = self.limits.body_limit(&path);
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return too_large(limit);
+        }
+        let Ok(_slot) = tokio::time::timeout(self.limits.queue_wait, self.slots.acquire()).await
+        else {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the host is serving as many requests as it may; try again shortly",
+            );
+        };
+        match tokio::time::timeout(self.limits.deadline, self.read_and_run(loaded, req, limit))
+            .await
+        {
+            Ok(resp) => resp,
+            Err(_) => Ok(problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "deadline_exceeded",
+                &format!(
+                    "the request took longer than {}",
+                    humantime::format_duration(self.limits.deadline)
+                ),
+            )),
+        }
+        .unwrap_or_else(|e| {
+            tracing::error!(component = id, "request failed: {e:#}");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the function failed",
+            )
+        })
+    }
+
+    /// Reads the body up to `limit` (however it is framed), then runs the component on it.
+    async fn read_and_run(
+        &self,
+        loaded: &Loaded,
+        req: Request<Incoming>,
+        limit: usize,
+    ) -> anyhow::Result<Response<HyperOutgoingBody>> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large(limit)),
+            Err(e) => {
+                return Ok(problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    &format!("the request body could not be read: {e}"),
+                ));
+            }
+        };
+        self.run(loaded, Request::from_parts(parts, Full::new(body)))
+            .await
     }
 
     async fn run(
         &self,
         loaded: &Loaded,
-        req: Request<Incoming>,
+        req: Request<Full<Bytes>>,
     ) -> anyhow::Result<Response<HyperOutgoingBody>> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
@@ -251,6 +377,12 @@ impl Host {
             .chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
             wasi.env(k, v);
+        }
+        // A secret reaches only the components that declare it.
+        for (var, env, value) in &self.secrets {
+            if loaded.spec.variables.contains_key(*var) {
+                wasi.env(env, value);
+            }
         }
         for mount in &loaded.spec.files {
             // The registry is the one directory components see; read-only.
@@ -274,19 +406,20 @@ impl Host {
                 wasi: wasi.build(),
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
+                budget: Budget::new(&self.limits),
             },
         );
-        let declared = req
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY) {
-            return Ok(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body too large",
-            ));
-        }
+        store.limiter(|guest| &mut guest.budget);
+        // Every tick of running WebAssembly costs one tick of the budget and yields the thread,
+        // so a busy component neither runs unbounded nor starves other requests.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            if ctx.data_mut().budget.tick() {
+                Ok(UpdateDeadline::Yield(1))
+            } else {
+                Ok(UpdateDeadline::Interrupt)
+            }
+        });
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
@@ -295,21 +428,68 @@ impl Host {
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = loaded.pre.clone();
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, out)
-                .await?;
-            Ok::<(), anyhow::Error>(())
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, out)
+                    .await
+            }
+            .await;
+            (
+                result.map_err(anyhow::Error::from),
+                store.data().budget.stopped,
+            )
         });
+        // Until the response head is out, the instance dies with this future (when the request's
+        // deadline passes); then it lives on to stream the body, still within its CPU budget.
+        let mut task = AbortOnDrop(Some(task));
         match receiver.await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                task.0 = None;
+                Ok(resp)
+            }
             Ok(Err(e)) => Err(anyhow::Error::from(e)),
-            Err(_) => match task.await {
-                Ok(Ok(())) => bail!("the component never sent a response"),
-                Ok(Err(e)) => Err(e.context("the component trapped")),
+            Err(_) => match task.0.as_mut().expect("still held").await {
+                Ok((_, Stopped::Memory)) => Ok(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "memory_limit",
+                    &format!(
+                        "the request needed more than {} MiB",
+                        self.limits.memory >> 20
+                    ),
+                )),
+                Ok((_, Stopped::CpuTime)) => Ok(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cpu_time_exceeded",
+                    &format!(
+                        "the request ran longer than {}",
+                        humantime::format_duration(self.limits.cpu_time)
+                    ),
+                )),
+                Ok((Ok(()), Stopped::No)) => bail!("the component never sent a response"),
+                Ok((Err(e), Stopped::No)) => Err(e.context("the component trapped")),
                 Err(e) => Err(e.into()),
             },
         }
     }
+}
+
+/// A task aborted when dropped, unless taken out first.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response<HyperOutgoingBody> {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        &format!("the body of this route may have at most {limit} bytes"),
+    )
 }

@@ -129,6 +129,35 @@ pub struct Grid {
     pub dropout_rate: Vec<f64>,
 }
 
+/// Upper bounds on a training config (see `TrainConfig::validate`).
+pub struct Bounds {
+    /// Epochs (and patience).
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Hidden layers.
+    pub layers: usize,
+    /// Width of a hidden layer.
+    pub width: usize,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// Grid combinations.
+    pub grid: usize,
+    /// Calibration rows.
+    pub calibration: usize,
+}
+
+/// The bounds of every config.
+pub const BOUNDS: Bounds = Bounds {
+    epochs: 10_000,
+    batch_size: 65_536,
+    layers: 8,
+    width: 4096,
+    folds: 20,
+    grid: 64,
+    calibration: 100_000,
+};
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -237,6 +266,57 @@ impl TrainConfig {
             self.quantization.calibration_samples > 0,
             "quantization.calibration_samples must be positive"
         );
+        self.check_bounds()
+    }
+
+    /// The upper bounds every config must keep, wherever it came from (a file, a `POST /train`
+    /// body): far beyond any model this trainer makes for a microcontroller, and low enough that
+    /// one job cannot occupy a worker for days or exhaust its memory.
+    fn check_bounds(&self) -> anyhow::Result<()> {
+        let b = &BOUNDS;
+        let within = |what: &str, value: usize, max: usize| {
+            anyhow::ensure!(value <= max, "{what} is {value}; at most {max} is allowed");
+            Ok(())
+        };
+        within("training.epochs", self.training.epochs, b.epochs)?;
+        within(
+            "training.batch_size",
+            self.training.batch_size,
+            b.batch_size,
+        )?;
+        within("training.patience", self.training.patience, b.epochs)?;
+        within(
+            "model.hidden_layers (count)",
+            self.model.hidden_layers.len(),
+            b.layers,
+        )?;
+        let widest = |layers: &[usize]| layers.iter().copied().max().unwrap_or(0);
+        within(
+            "model.hidden_layers (width)",
+            widest(&self.model.hidden_layers),
+            b.width,
+        )?;
+        within("search.folds", self.search.folds, b.folds)?;
+        let grid = &self.search.grid;
+        for layers in &grid.hidden_layers {
+            within("search.grid.hidden_layers (count)", layers.len(), b.layers)?;
+            within("search.grid.hidden_layers (width)", widest(layers), b.width)?;
+        }
+        let combinations = [
+            grid.hidden_layers.len(),
+            grid.learning_rate.len(),
+            grid.alpha.len(),
+            grid.dropout_rate.len(),
+        ]
+        .iter()
+        .try_fold(1usize, |n, &k| n.checked_mul(k.max(1)))
+        .unwrap_or(usize::MAX);
+        within("search.grid (combinations)", combinations, b.grid)?;
+        within(
+            "quantization.calibration_samples",
+            self.quantization.calibration_samples,
+            b.calibration,
+        )?;
         Ok(())
     }
 
@@ -293,5 +373,36 @@ mod tests {
         let cfg: TrainConfig =
             serde_norway::from_str("model: {type: logistic_regression}").unwrap();
         assert!(cfg.fit().hidden_layers.is_empty());
+    }
+
+    #[test]
+    fn configs_past_the_bounds_are_refused_with_the_field() {
+        let refused = |yaml: &str, field: &str| {
+            let cfg: TrainConfig = serde_norway::from_str(yaml).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{yaml}: {err}");
+        };
+        refused("training: {epochs: 10000000}", "training.epochs");
+        refused(
+            "model: {hidden_layers: [100000]}",
+            "model.hidden_layers (width)",
+        );
+        refused(
+            "model: {hidden_layers: [8,8,8,8,8,8,8,8,8]}",
+            "model.hidden_layers (count)",
+        );
+        refused(
+            "search: {folds: 5, grid: {learning_rate: [0.1,0.2,0.3,0.4], alpha: [1,2,3,4], dropout_rate: [0.1,0.2,0.3,0.4,0.5]}}",
+            "search.grid (combinations)",
+        );
+        refused("search: {folds: 1000}", "search.folds");
+        refused(
+            "quantization: {calibration_samples: 100000000}",
+            "quantization.calibration_samples",
+        );
+        // At the bounds is fine.
+        let cfg: TrainConfig =
+            serde_norway::from_str("training: {epochs: 10000, patience: 10}").unwrap();
+        cfg.validate().unwrap();
     }
 }

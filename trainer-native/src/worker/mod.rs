@@ -38,6 +38,8 @@ pub struct Options {
     pub max_jobs: Option<usize>,
     /// Delay before the first retry of a failed job; doubled for each further attempt.
     pub retry_after: Duration,
+    /// Longest an attempt may run; past it the attempt is cancelled and counts as failed.
+    pub job_timeout: Duration,
     /// Enqueue scheduled jobs that are due.
     pub schedule: bool,
     /// The schedule to write if the registry has none.
@@ -224,9 +226,18 @@ async fn run_claimed(
 
     let renew_every = opts.claim.lease / 3;
     let mut stop = stop.clone();
+    let deadline = tokio::time::sleep(opts.job_timeout);
+    tokio::pin!(deadline);
     let outcome = loop {
         tokio::select! {
             r = &mut done_rx => break Outcome::Finished(r.ok().flatten()),
+            _ = &mut deadline => {
+                let _ = cancel_tx.send(());
+                break Outcome::Finished(Some(Err(anyhow::anyhow!(
+                    "the attempt ran longer than the job timeout ({}) and was cancelled",
+                    humantime::format_duration(opts.job_timeout)
+                ))));
+            }
             _ = tokio::time::sleep(renew_every) => {
                 let mut claimed = held.lock().await;
                 let renewed = reg.renew(&mut claimed, opts.claim.lease).await;
@@ -396,6 +407,9 @@ async fn execute(ctx: &Context) -> anyhow::Result<Value> {
     }
 }
 
+/// Most images one scrape job may fetch per query (`limit`).
+const MAX_SCRAPE_LIMIT: u64 = 10_000;
+
 async fn scrape(ctx: &Context) -> anyhow::Result<Value> {
     let params = &ctx.job.params;
     for key in params.keys() {
@@ -413,7 +427,12 @@ async fn scrape(ctx: &Context) -> anyhow::Result<Value> {
         None => None,
         Some(v) => Some(
             v.as_u64()
-                .with_context(|| format!("parameter limit must be a positive integer, not {v}"))?,
+                .filter(|n| (1..=MAX_SCRAPE_LIMIT).contains(n))
+                .with_context(|| {
+                    format!(
+                        "parameter limit must be an integer from 1 to {MAX_SCRAPE_LIMIT}, not {v}"
+                    )
+                })?,
         ),
     };
     let path = ctx.sources.as_deref().context(

@@ -2,16 +2,15 @@
 //! claims, a killed worker's job taken over after its lease, ten workers and one scheduled scrape,
 //! and a failing job retried, then failed with its error at `GET /jobs/{id}`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SendJson, TOKEN, s3_env, start, trainer};
+use crate::common::{SendJson, TOKEN, data, ok, s3_env, start, trainer};
 use registry::Registry;
-use registry::jobs::{Job, JobState};
+use registry::jobs::{Job, JobKind, JobState};
+use registry::runs::RunKind;
 use serde_json::Value;
 
 /// A fresh registry prefix in the moto bucket, with its AWS settings.
@@ -26,12 +25,6 @@ fn open(url: &str, env: &[(String, String)]) -> Registry {
     Registry::read_only(registry::store::open(url, env).unwrap())
 }
 
-fn data(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(file)
-}
-
 /// A sources config collecting iris.
 fn sources(dir: &Path) -> PathBuf {
     let path = dir.join("sources.yaml");
@@ -42,17 +35,6 @@ fn sources(dir: &Path) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn worker(url: &str, env: &[(String, String)], dir: &Path, id: &str, args: &[&str]) -> Child {
@@ -100,17 +82,9 @@ impl Drop for KillOnDrop {
 }
 
 async fn all_jobs(reg: &Registry) -> Vec<Job> {
-    let keys = reg.store().list("jobs/").await.unwrap();
     let mut jobs = Vec::new();
-    for key in keys {
-        let Some(id) = key
-            .as_str()
-            .strip_prefix("jobs/")
-            .and_then(|k| k.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        jobs.push(reg.job(&id.parse().unwrap()).await.unwrap().unwrap());
+    for id in reg.jobs().await.unwrap() {
+        jobs.push(reg.job(&id).await.unwrap().unwrap());
     }
     jobs
 }
@@ -118,10 +92,11 @@ async fn all_jobs(reg: &Registry) -> Vec<Job> {
 /// Worker attempt records (`runs/<kind>_…/job.json`) in the registry.
 async fn run_records(reg: &Registry) -> Vec<Value> {
     let mut out = Vec::new();
-    for key in reg.store().list("runs/").await.unwrap() {
-        if key.as_str().ends_with("/job.json") {
-            let object = reg.store().get(&key).await.unwrap().unwrap();
-            out.push(serde_json::from_slice(&object.bytes).unwrap());
+    for kind in [JobKind::Scrape, JobKind::Train] {
+        for run in reg.runs(RunKind::Job(kind)).await.unwrap() {
+            if let Some(bytes) = reg.run_record(&run, "job.json").await.unwrap() {
+                out.push(serde_json::from_slice(&bytes).unwrap());
+            }
         }
     }
     out

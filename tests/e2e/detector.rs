@@ -3,11 +3,9 @@
 //! format-only baseline at chance, and images classified by the WebAssembly models function with
 //! the same features as the native code computes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{SendJson, start, trainer};
+use crate::common::{SendJson, start, trainer};
 use serde_json::Value;
 
 fn images() -> Option<PathBuf> {

@@ -1,12 +1,10 @@
 //! The same `.wasm` files, unchanged, under the stock `wasmtime serve` (installed by
 //! `scripts/setup`), as any WASIp2 `wasi:http` host would run them.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// A `wasmtime serve` process, killed when dropped.
 struct WasmtimeServe {

@@ -4,12 +4,9 @@
 //! The components are built by `scripts/build-functions` (run by `scripts/test`), into
 //! `$EXPOSR_COMPONENTS_DIR` or `$CARGO_TARGET_DIR/wasm32-wasip2/release`.
 
-// Each test binary uses part of this module.
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn components() -> Option<PathBuf> {
     let dir = std::env::var("EXPOSR_COMPONENTS_DIR")
@@ -34,7 +31,28 @@ pub fn components() -> Option<PathBuf> {
     None
 }
 
+/// A fixture of `tests/data` (iris and wine from scikit-learn, and their schemas).
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data")
+        .join(name)
+}
+
+/// Asserts that a command succeeded, showing what it printed if not.
+pub fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub const TOKEN: &str = "test-token-7f3a";
+/// The admin token `start` gives the host: the gate overrides of `POST /train`.
+pub const ADMIN_TOKEN: &str = "test-admin-91c2e";
 
 /// Sends a request whose JSON answer the test reads.
 pub trait SendJson {
@@ -51,6 +69,24 @@ pub struct Server {
     child: Child,
     pub base: String,
     pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// The host's resident memory, in bytes (from /proc).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
 }
 
 impl Drop for Server {
@@ -95,12 +131,11 @@ pub fn trainer(registry: &str, env: &[(String, String)]) -> Command {
 
 /// Trains and publishes iris v1 into `registry`, with run folders under `dir`.
 pub fn train_iris(registry: &str, env: &[(String, String)], dir: &Path) {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
     let out = trainer(registry, env)
         .args(["train", "--model", "iris", "--csv"])
-        .arg(data.join("iris.csv"))
+        .arg(data("iris.csv"))
         .arg("--schema")
-        .arg(data.join("iris.schema.json"))
+        .arg(data("iris.schema.json"))
         .arg("--runs-dir")
         .arg(dir.join("runs"))
         .output()
@@ -117,6 +152,11 @@ pub fn start() -> Option<Server> {
 }
 
 pub fn start_on(backend: Backend) -> Option<Server> {
+    start_with(backend, &[])
+}
+
+/// Serves a fresh registry with iris v1 on `backend`, passing `serve` the extra `args` (limits).
+pub fn start_with(backend: Backend, args: &[&str]) -> Option<Server> {
     let components = components()?;
     let dir = tempfile::tempdir().unwrap();
     let (registry, env) = match backend {
@@ -141,6 +181,8 @@ pub fn start_on(backend: Backend) -> Option<Server> {
         .arg("--components")
         .arg(&components)
         .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
+        .args(["--admin-token", ADMIN_TOKEN])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

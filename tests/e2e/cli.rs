@@ -1,13 +1,9 @@
 //! The operator CLI as a user runs it: the real binary over a temporary local registry.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(name)
-}
+use crate::common::data;
 
 struct Cli {
     registry: tempfile::TempDir,

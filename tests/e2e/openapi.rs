@@ -1,11 +1,9 @@
 //! The running functions against their OpenAPI document (`openapi.yaml`), with schemathesis.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// schemathesis (a property-based API tester) against the running functions: every documented
 /// route, generated inputs both valid and invalid; no 5xx, and every response (status, content

@@ -2,9 +2,7 @@
 //! wasmtime host (`exposr-trainer serve`), over a registry the trainer just published to: a
 //! directory, and the moto S3 server the components reach over outbound HTTP.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn routes_answer_as_documented() {
