@@ -167,6 +167,44 @@ impl Store for IgnoreConditions {
     }
 }
 
+/// How many cases each fuzz test runs: `EXPOSR_FUZZ_CASES`, else 100,000 (the suite's short
+/// mode; the README gives the long run).
+pub fn fuzz_cases() -> u32 {
+    std::env::var("EXPOSR_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// `seed` with up to eight random edits chosen by `rng`: a byte replaced, inserted or removed,
+/// a span duplicated, the tail cut. Inputs near a valid document reach deeper into a parser than
+/// random bytes do. (A hand-written mutator: proptest drives the cases and reports the failing
+/// `rng`, and the libFuzzer-style crates need a nightly toolchain or their own harness.)
+pub fn mutate(seed: &[u8], rng: u64) -> Vec<u8> {
+    // Bytes that change a JSON, YAML or CSV document's structure rather than one value.
+    const INTERESTING: &[u8] = b"{}[]\":,-.0123456789eE\\ntuf#\n\r\t'\xff\x00";
+    let mut r = fastrand::Rng::with_seed(rng);
+    let mut b = seed.to_vec();
+    for _ in 0..r.usize(1..=8) {
+        let at = r.usize(..=b.len());
+        match r.u8(..5) {
+            0 if at < b.len() => b[at] = r.u8(..),
+            1 => b.insert(at, INTERESTING[r.usize(..INTERESTING.len())]),
+            2 if at < b.len() => {
+                b.remove(at);
+            }
+            3 if at < b.len() => {
+                let end = (at + r.usize(1..=64)).min(b.len());
+                let span = b[at..end].to_vec();
+                b.splice(at..at, span);
+            }
+            4 => b.truncate(at),
+            _ => b.insert(at, r.u8(..)),
+        }
+    }
+    b
+}
+
 /// A valid manifest for `name` whose artifacts are `files` (role `file{i}`), and the files.
 pub fn sample(name: &str, files: &[&[u8]]) -> (Manifest, Vec<Bytes>) {
     let mut m = manifest::tests_support::base(name);

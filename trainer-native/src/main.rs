@@ -23,6 +23,9 @@ mod output;
 mod registry_opts;
 mod serve;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::process::ExitCode;
 
 use clap::Parser;

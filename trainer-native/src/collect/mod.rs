@@ -105,12 +105,16 @@ fn yes() -> bool {
 }
 
 impl SourcesConfig {
+    /// Parses the YAML text of a sources config.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(serde_norway::from_str(text)?)
+    }
+
     /// Reads the file; relative paths in it are taken from the file's folder.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config: Self =
-            serde_norway::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut config = Self::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for d in &mut config.datasets {
             d.csv = base.join(&d.csv);

@@ -56,6 +56,16 @@ enum GestureFile {
     Bare(Vec<Vec<f32>>),
 }
 
+/// The features of a gesture sample file: JSON frames (`{"frames": [[…], …]}` or the bare list).
+pub fn gesture_features(bytes: &[u8]) -> anyhow::Result<Vec<f32>> {
+    let parsed: GestureFile =
+        serde_json::from_slice(bytes).context("not a gesture sample (JSON frames)")?;
+    let frames = match parsed {
+        GestureFile::Framed { frames } | GestureFile::Bare(frames) => frames,
+    };
+    gesture::extract(&frames)
+}
+
 /// A user id as it appears in folders and model names: `a-z`, `0-9`, `-`, `_`, at most 64.
 pub fn check_user_id(user: &str) -> anyhow::Result<()> {
     if user.is_empty()
@@ -130,16 +140,7 @@ pub fn load(
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let features = match modality {
-                    Modality::Gesture => {
-                        let parsed: GestureFile =
-                            serde_json::from_slice(&bytes).with_context(|| {
-                                format!("{}: not a gesture sample (JSON frames)", file.display())
-                            })?;
-                        let frames = match parsed {
-                            GestureFile::Framed { frames } | GestureFile::Bare(frames) => frames,
-                        };
-                        gesture::extract(&frames)
-                    }
+                    Modality::Gesture => gesture_features(&bytes),
                     Modality::Sound => sound::extract_wav(&bytes),
                 }
                 .with_context(|| format!("extracting features from {}", file.display()))?;
