@@ -33,7 +33,8 @@ start_moto() {
     export EXPOSR_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
     export EXPOSR_TEST_S3_BUCKET=exposr-test
     export EXPOSR_TEST_S3_ACCESS_KEY=testing
-    export EXPOSR_TEST_S3_SECRET_KEY=testing
+    # Distinctive, so that scripts/check-secrets can find it in the test output if it leaks.
+    export EXPOSR_TEST_S3_SECRET_KEY=moto-secret-5b1d9e0c
     export EXPOSR_TEST_S3_REGION=us-east-1
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$EXPOSR_ROOT/.venv/bin/python" - <<PY
 import boto3
