@@ -205,6 +205,45 @@ pub fn mutate(seed: &[u8], rng: u64) -> Vec<u8> {
     b
 }
 
+/// Fuzz inputs near `seed`: random bytes (one in five), or `seed` with [`mutate`]'s edits.
+pub fn fuzz_inputs(seed: Vec<u8>) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    prop_oneof![
+        1 => proptest::collection::vec(any::<u8>(), 0..512),
+        4 => any::<u64>().prop_map(move |rng| mutate(&seed, rng)),
+    ]
+}
+
+/// Runs `check` on `cases` inputs from `inputs`, panicking with proptest's minimal failing input
+/// if one fails or panics; prints how many `check` accepted (returned `true` for), per second.
+pub fn fuzz<S: proptest::strategy::Strategy>(
+    what: &str,
+    cases: u32,
+    inputs: S,
+    check: impl Fn(S::Value) -> Result<bool, proptest::test_runner::TestCaseError>,
+) {
+    use proptest::test_runner::{Config, TestRunner};
+    let accepted = std::cell::Cell::new(0u32);
+    let started = std::time::Instant::now();
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+    .run(&inputs, |input| {
+        if check(input)? {
+            accepted.set(accepted.get() + 1);
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    eprintln!(
+        "fuzz {what}: {cases} cases ({} accepted) at {:.0} cases/s",
+        accepted.get(),
+        f64::from(cases) / started.elapsed().as_secs_f64()
+    );
+}
+
 /// A valid manifest for `name` whose artifacts are `files` (role `file{i}`), and the files.
 pub fn sample(name: &str, files: &[&[u8]]) -> (Manifest, Vec<Bytes>) {
     let mut m = manifest::tests_support::base(name);

@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
-use registry::conformance::{fuzz_cases, mutate, sample};
+use registry::conformance::{fuzz, fuzz_cases, fuzz_inputs, sample};
 use registry::datasets::{NewFile, Snapshot};
 use registry::index::ModelIndex;
 use registry::jobs::{Job, JobKind};
@@ -43,7 +42,10 @@ fn seeds() -> Seeds {
         let name = ModelName::new("fuzz").unwrap();
         let mut params = BTreeMap::new();
         params.insert("dataset".into(), serde_json::json!("iris"));
-        params.insert("config".into(), serde_json::json!({"training": {"epochs": 5}}));
+        params.insert(
+            "config".into(),
+            serde_json::json!({"training": {"epochs": 5}}),
+        );
         let job = reg.enqueue(JobKind::Train, params, "fuzz").await.unwrap();
         let ds = DatasetName::new("iris").unwrap();
         let file = |path: &str, bytes: &'static [u8], label: Option<&str>| NewFile {
@@ -72,22 +74,6 @@ fn seeds() -> Seeds {
     })
 }
 
-/// Random bytes, or `seed` with random edits.
-fn inputs(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        1 => proptest::collection::vec(any::<u8>(), 0..512),
-        4 => any::<u64>().prop_map(move |rng| mutate(&seed, rng)),
-    ]
-}
-
-fn runner() -> TestRunner {
-    TestRunner::new(Config {
-        cases: fuzz_cases(),
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
-
 /// Parses `bytes` as `T`; what parses must serialise and parse back to the same document.
 fn round_trips<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Option<T>, TestCaseError> {
     let Ok(parsed) = serde_json::from_slice::<T>(bytes) else {
@@ -100,30 +86,14 @@ fn round_trips<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Option<T
     Ok(Some(parsed))
 }
 
-/// Runs `check` on the inputs made from `seed`, and reports how many parsed, per second.
-fn fuzz(what: &str, seed: Vec<u8>, check: impl Fn(&[u8]) -> Result<bool, TestCaseError>) {
-    let parsed = std::cell::Cell::new(0u32);
-    let started = std::time::Instant::now();
-    runner()
-        .run(&inputs(seed), |bytes| {
-            if check(&bytes)? {
-                parsed.set(parsed.get() + 1);
-            }
-            Ok(())
-        })
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let cases = fuzz_cases();
-    eprintln!(
-        "fuzz {what}: {cases} cases ({} parsed) at {:.0} cases/s",
-        parsed.get(),
-        f64::from(cases) / started.elapsed().as_secs_f64()
-    );
+fn check_all(what: &str, seed: Vec<u8>, check: impl Fn(&[u8]) -> Result<bool, TestCaseError>) {
+    fuzz(what, fuzz_cases(), fuzz_inputs(seed), |b| check(&b));
 }
 
 #[test]
 fn stored_documents_never_panic_and_round_trip() {
     let seeds = seeds();
-    fuzz("manifest", seeds.manifest, |b| {
+    check_all("manifest", seeds.manifest, |b| {
         let Some(m) = round_trips::<Manifest>(b)? else {
             return Ok(false);
         };
@@ -136,18 +106,20 @@ fn stored_documents_never_panic_and_round_trip() {
         }
         Ok(true)
     });
-    fuzz("model index", seeds.index, |b| {
+    check_all("model index", seeds.index, |b| {
         Ok(round_trips::<ModelIndex>(b)?.is_some())
     });
-    fuzz("job record", seeds.job, |b| Ok(round_trips::<Job>(b)?.is_some()));
-    fuzz("snapshot", seeds.snapshot, |b| {
+    check_all("job record", seeds.job, |b| {
+        Ok(round_trips::<Job>(b)?.is_some())
+    });
+    check_all("snapshot", seeds.snapshot, |b| {
         Ok(round_trips::<Snapshot>(b)?.is_some())
     });
 }
 
 #[test]
 fn names_that_pass_their_checks_are_safe_key_segments() {
-    fuzz("names", b"iris-v2.1_model".to_vec(), |b| {
+    check_all("names", b"iris-v2.1_model".to_vec(), |b| {
         let text = String::from_utf8_lossy(b).into_owned();
         let mut any = false;
         if let Ok(name) = ModelName::new(text.as_str()) {

@@ -1,56 +1,29 @@
 //! Property-based fuzzing of the trainer's parsers of outside input: CSV and its schema, WAV
 //! sound samples, gesture JSON and the sources config. Inputs are random bytes or real files with
-//! random edits (`registry::conformance::mutate`). Nothing may panic, and whatever is accepted
+//! random edits (`registry::conformance::fuzz_inputs`). Nothing may panic, and whatever is accepted
 //! must be usable: finite features of the declared width, labels within the classes.
 //!
 //! `EXPOSR_FUZZ_CASES` sets the cases per parser (100,000 by default).
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use registry::conformance::{fuzz_cases, mutate};
+use proptest::test_runner::TestCaseError;
+use registry::conformance::{fuzz_cases, fuzz_inputs};
 
 use crate::dataset::{Dataset, Schema, sessions};
 use crate::features::sound;
 
-fn inputs(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        1 => proptest::collection::vec(any::<u8>(), 0..512),
-        4 => any::<u64>().prop_map(move |rng| mutate(&seed, rng)),
-    ]
-}
-
-/// Runs `check` over `cases` inputs made from `seed`; prints how many were accepted, per second.
+/// Runs `check` over `cases` inputs made from `seed`.
 fn fuzz(
     what: &str,
     cases: u32,
     seed: Vec<u8>,
     check: impl Fn(&[u8]) -> Result<bool, TestCaseError>,
 ) {
-    let accepted = std::cell::Cell::new(0u32);
-    let started = std::time::Instant::now();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    runner
-        .run(&inputs(seed), |bytes| {
-            if check(&bytes)? {
-                accepted.set(accepted.get() + 1);
-            }
-            Ok(())
-        })
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    eprintln!(
-        "fuzz {what}: {cases} cases ({} accepted) at {:.0} cases/s",
-        accepted.get(),
-        f64::from(cases) / started.elapsed().as_secs_f64()
-    );
+    registry::conformance::fuzz(what, cases, fuzz_inputs(seed), |b| check(&b));
 }
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/").to_owned() + name)
-        .unwrap()
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/").to_owned() + name).unwrap()
 }
 
 fn all_finite(values: &[f32]) -> bool {
@@ -78,7 +51,10 @@ fn csv_and_schema_are_accepted_only_when_usable() {
         prop_assert_eq!(d.x.nrows(), d.y.len());
         prop_assert_eq!(d.x.ncols(), d.feature_names.len());
         prop_assert!(d.y.iter().all(|&c| c < d.classes.len()));
-        prop_assert!(d.x.iter().all(|v| v.is_finite()), "a non-finite value was accepted");
+        prop_assert!(
+            d.x.iter().all(|v| v.is_finite()),
+            "a non-finite value was accepted"
+        );
         Ok(true)
     });
     fuzz("schema", fuzz_cases(), schema_bytes, |b| {
@@ -115,7 +91,11 @@ fn sound_and_gesture_samples_give_finite_features_or_an_error() {
         Ok(true)
     });
     let frames: Vec<Vec<f32>> = (0..20)
-        .map(|i| (0..6).map(|c| ((i * 7 + c) % 13) as f32 / 3.0 - 2.0).collect())
+        .map(|i| {
+            (0..6)
+                .map(|c| ((i * 7 + c) % 13) as f32 / 3.0 - 2.0)
+                .collect()
+        })
         .collect();
     let gesture = serde_json::to_vec(&serde_json::json!({ "frames": frames })).unwrap();
     sessions::gesture_features(&gesture).expect("the seed gesture is accepted");
@@ -127,6 +107,23 @@ fn sound_and_gesture_samples_give_finite_features_or_an_error() {
         prop_assert!(all_finite(&features), "non-finite gesture features");
         Ok(true)
     });
+    // The case the fuzzer found: a finite value whose square overflows f32.
+    let mut huge = frames.clone();
+    huge[0][5] = -3.3e31;
+    let huge = serde_json::to_vec(&serde_json::json!({ "frames": huge })).unwrap();
+    assert!(sessions::gesture_features(&huge).is_err());
+    fuzz(
+        "gesture (bare list)",
+        fuzz_cases() / 10,
+        serde_json::to_vec(&frames).unwrap(),
+        |b| {
+            let Ok(features) = sessions::gesture_features(b) else {
+                return Ok(false);
+            };
+            prop_assert!(all_finite(&features), "non-finite gesture features");
+            Ok(true)
+        },
+    );
 }
 
 #[test]

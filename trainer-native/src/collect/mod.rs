@@ -114,7 +114,8 @@ impl SourcesConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config = Self::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut config =
+            Self::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for d in &mut config.datasets {
             d.csv = base.join(&d.csv);

@@ -23,6 +23,9 @@ pub fn feature_names(channels: usize) -> Vec<String> {
     names
 }
 
+/// Largest magnitude of a gesture value.
+pub const MAX_VALUE: f32 = 1e6;
+
 /// Features of one sequence of `frames` (each frame one value per channel).
 pub fn extract(frames: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
     ensure!(
@@ -38,6 +41,11 @@ pub fn extract(frames: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
         }
         if let Some(v) = f.iter().find(|v| !v.is_finite()) {
             bail!("frame {i} holds a non-finite value {v}");
+        }
+        // Sensor readings (g, deg/s, normalised landmarks) are small; beyond this the statistics
+        // overflow f32 (found by the fuzz test: a variance of -3.3e31 was infinite).
+        if let Some(v) = f.iter().find(|v| v.abs() > MAX_VALUE) {
+            bail!("frame {i} holds {v}, beyond the ±{MAX_VALUE:e} a gesture value may have");
         }
     }
     let n = frames.len();
