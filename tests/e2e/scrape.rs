@@ -26,6 +26,8 @@ fn sources_file(dir: &Path, addr: SocketAddr) -> PathBuf {
 reddit:
   enabled: false
 dataset: photos
+# The fakes listen on loopback.
+allow_private_addresses: true
 sources:
   - name: unsplash
     enabled: true
@@ -302,6 +304,36 @@ async fn a_source_without_its_key_fails_with_the_variable_to_set() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("UNSPLASH_ACCESS_KEY"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_private_address_opt_in_nothing_on_loopback_is_fetched() {
+    let (fake, addr) = start_fakes().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path(), addr);
+    let text = std::fs::read_to_string(&sources).unwrap().replace(
+        "allow_private_addresses: true",
+        "allow_private_addresses: false",
+    );
+    std::fs::write(&sources, text).unwrap();
+    let out = tokio::task::spawn_blocking(move || scrape_cmd(dir.path(), &sources, None).output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "every source failed, so the scrape fails"
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("private or local address"), "{said}");
+    assert!(
+        fake.hits.lock().unwrap().is_empty() && fake.downloads.lock().unwrap().is_empty(),
+        "a request reached the fake"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@
 //! reqwest does the HTTP; the waiting policy is written here because it mixes a configured pace
 //! with headers that each API spells differently, which no general retry crate models.
 
+use super::guard::Guard;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,8 @@ pub struct Politeness {
     pub timeout: Duration,
     /// Largest body accepted.
     pub max_bytes: usize,
+    /// Which hosts and addresses may be reached (every redirect hop included).
+    pub guard: Guard,
 }
 
 impl Default for Politeness {
@@ -48,6 +51,7 @@ impl Default for Politeness {
             max_wait: Duration::from_secs(15 * 60),
             timeout: Duration::from_secs(60),
             max_bytes: 25 << 20,
+            guard: Guard::public(false),
         }
     }
 }
@@ -104,6 +108,8 @@ impl Polite {
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             .timeout(rules.timeout)
+            .dns_resolver(rules.guard.resolver())
+            .redirect(rules.guard.redirect_policy())
             .build()
             .context("building the HTTP client")?;
         Ok(Self {
@@ -125,6 +131,7 @@ impl Polite {
     /// GETs `url` with `headers`, pacing and retrying as configured.
     pub async fn get(&self, url: &Url, headers: &[(&str, String)]) -> anyhow::Result<Fetched> {
         let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
+        self.rules.guard.check(url).map_err(anyhow::Error::msg)?;
         let mut attempt = 0u32;
         loop {
             self.wait_turn().await;

@@ -18,6 +18,7 @@ use vision::{Limits, Normalized};
 
 use super::PhotoSource;
 use super::fetch::{self, Attribution, Candidate, Endpoint};
+use super::guard::Guard;
 use super::http::{Polite, Politeness};
 
 /// Per-source counts, for the summary table and the job result.
@@ -146,6 +147,8 @@ pub struct ScrapeOptions<'a> {
     pub limits: Limits,
     /// Retry and timeout rules (pace comes from each source's config).
     pub politeness: Politeness,
+    /// Whether fetches may reach private and loopback addresses (`allow_private_addresses`).
+    pub allow_private: bool,
     /// Progress bars (hidden when not a terminal).
     pub progress: &'a MultiProgress,
 }
@@ -164,14 +167,18 @@ pub async fn scrape_source(
         )
     })?)?;
     let fetcher = fetch::fetcher(&source.name, source.endpoint())?;
+    // The API key goes only to the API's host; images only from the source's image hosts.
+    let hosts = fetcher.hosts();
     let api = Polite::new(Politeness {
         per_hour: source.rate_limit_per_hour.unwrap_or(0),
+        guard: Guard::hosts(hosts.api, opts.allow_private),
         ..opts.politeness.clone()
     })?;
     // Image downloads come from CDNs, not the API: not paced, but retried the same way.
     let images = Polite::new(Politeness {
         per_hour: 0,
         max_bytes: opts.limits.max_bytes,
+        guard: Guard::hosts(hosts.images, opts.allow_private),
         ..opts.politeness.clone()
     })?;
     let mut tally = Tally {

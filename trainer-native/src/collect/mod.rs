@@ -17,6 +17,7 @@
 //! ```
 
 pub mod fetch;
+pub mod guard;
 pub mod http;
 pub mod images;
 
@@ -45,6 +46,10 @@ pub struct SourcesConfig {
     /// Tabular data sets.
     #[serde(default)]
     pub datasets: Vec<TabularSource>,
+    /// Let fetches reach private, loopback and link-local addresses (off: a source's API or a
+    /// listed image URL pointing inside the network is refused). For tests against local fakes.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
 }
 
 /// A photo API source, as seed 001 configures it.
@@ -241,6 +246,7 @@ pub async fn scrape(
         limit,
         limits: vision::Limits::default(),
         politeness: http::Politeness::default(),
+        allow_private: config.allow_private_addresses,
         progress: &progress,
     };
     let mut failures = Vec::new();

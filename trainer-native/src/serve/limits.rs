@@ -79,6 +79,12 @@ impl Limits {
     }
 }
 
+/// How much of a too-large body the host reads and drops before answering 413: four times the
+/// route's limit, at most 64 MiB. Past it the host answers at once and closes the connection.
+pub fn drain_allowance(limit: usize) -> u64 {
+    (limit as u64).saturating_mul(4).min(64 << 20)
+}
+
 /// Whether `header` (the Authorization value) carries `expected` as a bearer token. Both sides are
 /// hashed first, so the constant-time comparison is over equal lengths and timing reveals neither
 /// how much of a guess was right nor how long the token is.

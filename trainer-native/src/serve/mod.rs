@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
@@ -305,7 +305,15 @@ impl Host {
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        if let Some(n) = declared
+            && n > limit as u64
+        {
+            // Within the drain allowance the body is read and dropped first, so that the client,
+            // still sending, reads the 413 rather than a reset connection.
+            if n <= limits::drain_allowance(limit) {
+                let within = self.limits.deadline;
+                let _ = tokio::time::timeout(within, drain(req.into_body(), n)).await;
+            }
             return too_large(limit);
         }
         let Ok(_slot) = tokio::time::timeout(self.limits.queue_wait, self.slots.acquire()).await
@@ -346,18 +354,31 @@ impl Host {
         req: Request<Incoming>,
         limit: usize,
     ) -> anyhow::Result<Response<HyperOutgoingBody>> {
-        let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large(limit)),
-            Err(e) => {
-                return Ok(problem(
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    &format!("the request body could not be read: {e}"),
-                ));
+        let (parts, mut body) = req.into_parts();
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    return Ok(problem(
+                        StatusCode::BAD_REQUEST,
+                        "bad_body",
+                        &format!("the request body could not be read: {e}"),
+                    ));
+                }
+            };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            if bytes.len() + data.len() > limit {
+                // Read on (and drop) within the allowance, so the client reads the answer.
+                let seen = (bytes.len() + data.len()) as u64;
+                drain(body, limits::drain_allowance(limit).saturating_sub(seen)).await;
+                return Ok(too_large(limit));
             }
-        };
+            bytes.extend_from_slice(data);
+        }
+        let body = Bytes::from(bytes);
         self.run(loaded, Request::from_parts(parts, Full::new(body)))
             .await
     }
@@ -482,6 +503,18 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         if let Some(task) = &self.0 {
             task.abort();
+        }
+    }
+}
+
+/// Reads and drops up to `up_to` more bytes of `body` (a lingering close: a client still sending
+/// its body then reads the answer instead of a reset connection).
+async fn drain(mut body: Incoming, up_to: u64) {
+    let mut seen = 0u64;
+    while seen <= up_to {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => return,
         }
     }
 }

@@ -61,6 +61,10 @@ impl Fetcher for Civitai {
         200
     }
 
+    fn hosts(&self) -> super::Hosts {
+        super::hosts_of(&self.base, &["image.civitai.com"])
+    }
+
     async fn page(
         &self,
         http: &Polite,

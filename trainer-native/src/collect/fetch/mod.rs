@@ -64,6 +64,9 @@ pub trait Fetcher: Send + Sync {
         per_page: u32,
     ) -> anyhow::Result<Page>;
 
+    /// The hosts its fetches may reach.
+    fn hosts(&self) -> Hosts;
+
     /// Headers for downloading an image (none by default).
     fn image_headers(&self) -> Vec<(&'static str, String)> {
         Vec::new()
@@ -95,6 +98,22 @@ pub fn fetcher(name: &str, endpoint: Endpoint) -> anyhow::Result<Box<dyn Fetcher
             anyhow::bail!("unknown source {other:?} (known: unsplash, pexels, wikimedia, civitai)")
         }
     })
+}
+
+/// The hosts a source's fetches may reach: its API (the only host that sees its key), and where
+/// its images are served from.
+pub struct Hosts {
+    /// The API's host.
+    pub api: Vec<String>,
+    /// The image hosts: the platform's CDN, and the API's host (fakes and proxies serve both).
+    pub images: Vec<String>,
+}
+
+fn hosts_of(api: &reqwest::Url, cdns: &[&str]) -> Hosts {
+    let api: Vec<String> = api.host_str().map(str::to_owned).into_iter().collect();
+    let mut images: Vec<String> = cdns.iter().map(|h| (*h).to_owned()).collect();
+    images.extend(api.iter().cloned());
+    Hosts { api, images }
 }
 
 /// Parses `base` (or `default`) as a URL.

@@ -30,6 +30,10 @@ impl Fetcher for Pexels {
         80
     }
 
+    fn hosts(&self) -> super::Hosts {
+        super::hosts_of(&self.base, &["images.pexels.com"])
+    }
+
     async fn page(
         &self,
         http: &Polite,

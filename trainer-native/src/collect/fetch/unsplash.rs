@@ -38,6 +38,10 @@ impl Fetcher for Unsplash {
         30
     }
 
+    fn hosts(&self) -> super::Hosts {
+        super::hosts_of(&self.base, &["images.unsplash.com", "plus.unsplash.com"])
+    }
+
     async fn page(
         &self,
         http: &Polite,

@@ -51,6 +51,10 @@ impl Fetcher for Wikimedia {
         50
     }
 
+    fn hosts(&self) -> super::Hosts {
+        super::hosts_of(&self.api, &["upload.wikimedia.org"])
+    }
+
     async fn page(
         &self,
         http: &Polite,
