@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{ADMIN_TOKEN, Backend, SendJson, Server, TOKEN, start_with};
+use crate::common::{ADMIN_TOKEN, Backend, SendJson, Server, TOKEN, start_with, start_with_env};
 
 /// An answer read off the socket: its status and, for a JSON problem, the document.
 #[derive(Debug)]
@@ -356,4 +356,31 @@ async fn job_parameters_are_bounded_and_gate_overrides_need_the_admin_token() {
         .send_json()
         .await;
     assert_eq!(plain["state"], "queued", "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_requests_leave_the_host_only_for_allowed_origins() {
+    // The registry is on the moto server, but the allow-list (spin.toml's
+    // allowed_outbound_hosts = ["{{ registry_endpoint }}"]) names another origin.
+    let Some(server) = start_with_env(
+        Backend::S3,
+        &[],
+        &[("SPIN_VARIABLE_REGISTRY_ENDPOINT", "http://127.0.0.1:9")],
+    ) else {
+        return;
+    };
+    let r = reqwest::get(format!("{}/models", server.base))
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "registry_unavailable", "{body}");
+    // With the endpoint allowed, the same components read the same registry.
+    let Some(allowed) = start_with(Backend::S3, &[]) else {
+        return;
+    };
+    let r = reqwest::get(format!("{}/models", allowed.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

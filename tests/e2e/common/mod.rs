@@ -157,6 +157,15 @@ pub fn start_on(backend: Backend) -> Option<Server> {
 
 /// Serves a fresh registry with iris v1 on `backend`, passing `serve` the extra `args` (limits).
 pub fn start_with(backend: Backend, args: &[&str]) -> Option<Server> {
+    start_with_env(backend, args, &[])
+}
+
+/// As [`start_with`], with extra environment for the host (not for the training run).
+pub fn start_with_env(
+    backend: Backend,
+    args: &[&str],
+    host_env: &[(&str, &str)],
+) -> Option<Server> {
     let components = components()?;
     let dir = tempfile::tempdir().unwrap();
     let (registry, env) = match backend {
@@ -183,6 +192,7 @@ pub fn start_with(backend: Backend, args: &[&str]) -> Option<Server> {
         .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
         .args(["--admin-token", ADMIN_TOKEN])
         .args(args)
+        .envs(host_env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

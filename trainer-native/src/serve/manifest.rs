@@ -18,6 +18,17 @@ pub struct SpinManifest {
     /// Components by id.
     #[serde(default)]
     pub component: BTreeMap<String, ComponentSpec>,
+    /// Application variables (`[variables]`): defaults for `{{ name }}` templates.
+    #[serde(default)]
+    pub variables: BTreeMap<String, Variable>,
+}
+
+/// One application variable.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Variable {
+    /// Its value unless the environment gives one (`SPIN_VARIABLE_<NAME>`). (`secret` and
+    /// `required` are Spin's to enforce; the host never prints a value.)
+    pub default: Option<String>,
 }
 
 /// `[[trigger.http]]` entries.
@@ -53,6 +64,9 @@ pub struct ComponentSpec {
     /// token of their requests itself before reading a body.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// The origins its outbound HTTP may reach (`scheme://host[:port]`, templates allowed).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 impl ComponentSpec {

@@ -6,6 +6,7 @@
 pub mod compose;
 pub mod limits;
 pub mod manifest;
+pub mod outbound;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -94,6 +95,7 @@ pub fn registry_access(
 struct Loaded {
     pre: ProxyPre<Guest>,
     spec: ComponentSpec,
+    outbound: outbound::AllowList,
 }
 
 struct Host {
@@ -112,6 +114,7 @@ struct Guest {
     http: WasiHttpCtx,
     table: ResourceTable,
     budget: Budget,
+    outbound: outbound::AllowList,
 }
 
 impl WasiView for Guest {
@@ -128,7 +131,7 @@ impl WasiHttpView for Guest {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -155,6 +158,7 @@ pub async fn serve(opts: Options, on_ready: impl FnOnce(SocketAddr)) -> anyhow::
     let mut linker: Linker<Guest> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    let variables = variable_values(&spin, &opts.env);
     let mut components = HashMap::new();
     for (id, spec) in &spin.component {
         let wasm = match &opts.components {
@@ -179,11 +183,19 @@ pub async fn serve(opts: Options, on_ready: impl FnOnce(SocketAddr)) -> anyhow::
             .map_err(anyhow::Error::from)
             .with_context(|| format!("linking component {id}"))?;
         let pre = ProxyPre::new(pre)?;
+        let hosts = spec
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| outbound::resolve(h, &variables))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("component {id}: allowed_outbound_hosts"))?;
         components.insert(
             id.clone(),
             Loaded {
                 pre,
                 spec: spec.clone(),
+                outbound: outbound::AllowList::new(&hosts)
+                    .with_context(|| format!("component {id}: allowed_outbound_hosts"))?,
             },
         );
     }
@@ -428,6 +440,7 @@ impl Host {
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 budget: Budget::new(&self.limits),
+                outbound: loaded.outbound.clone(),
             },
         );
         store.limiter(|guest| &mut guest.budget);
@@ -494,6 +507,33 @@ impl Host {
             },
         }
     }
+}
+
+/// The values of the manifest's variables: `SPIN_VARIABLE_<NAME>` from this process's environment
+/// (Spin's own provider), else, for `registry_endpoint`, the S3 endpoint the components are given
+/// (`AWS_ENDPOINT_URL`, or AWS's regional endpoint), else the default.
+fn variable_values(
+    spin: &SpinManifest,
+    env: &[(String, String)],
+) -> std::collections::BTreeMap<String, String> {
+    let given = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    spin.variables
+        .iter()
+        .filter_map(|(name, var)| {
+            let from_env = std::env::var(format!("SPIN_VARIABLE_{}", name.to_uppercase())).ok();
+            let endpoint = (name == "registry_endpoint")
+                .then(|| {
+                    given("AWS_ENDPOINT_URL").or_else(|| {
+                        given("AWS_REGION")
+                            .or_else(|| given("AWS_DEFAULT_REGION"))
+                            .map(|r| format!("https://s3.{r}.amazonaws.com"))
+                    })
+                })
+                .flatten();
+            let value = from_env.or(endpoint).or_else(|| var.default.clone())?;
+            Some((name.clone(), value))
+        })
+        .collect()
 }
 
 /// A task aborted when dropped, unless taken out first.
