@@ -384,3 +384,118 @@ async fn outbound_requests_leave_the_host_only_for_allowed_origins() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_rows_names_and_ids_are_clear_4xx_problems() {
+    let Some(server) = start_with(Backend::Dir, &[]) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let classify = |body: Value| {
+        http.post(format!("{}/classify", server.base))
+            .json(&body)
+            .send()
+    };
+    // Overflowing values (f32 infinity after parsing), wrong widths, no rows, too many rows.
+    let rows = vec![vec![1.0f32; 4]; 1025];
+    for (body, status) in [
+        (
+            serde_json::json!({"model": "iris", "features": [1e39, 1.0, 1.0, 1.0]}),
+            400,
+        ),
+        (
+            serde_json::json!({"model": "iris", "features": [-1e39, 1.0, 1.0, 1.0]}),
+            400,
+        ),
+        (
+            serde_json::json!({"model": "iris", "features": [1.0, 2.0, 3.0]}),
+            400,
+        ),
+        (
+            serde_json::json!({"model": "iris", "features": [[1.0, 2.0, 3.0, 4.0, 5.0]]}),
+            400,
+        ),
+        (serde_json::json!({"model": "iris", "features": []}), 400),
+        (serde_json::json!({"model": "iris", "features": rows}), 400),
+        (
+            serde_json::json!({"model": "iris", "features": {"sepal_length": 1.0}}),
+            400,
+        ),
+        (
+            serde_json::json!({"model": "iris", "features": "1,2,3,4"}),
+            400,
+        ),
+        (
+            serde_json::json!({"model": "../iris", "features": [1.0, 1.0, 1.0, 1.0]}),
+            400,
+        ),
+        (
+            serde_json::json!({"model": "iris", "version": "../../x", "features": [1.0, 1.0, 1.0, 1.0]}),
+            400,
+        ),
+    ] {
+        let r = classify(body.clone()).await.unwrap();
+        let status_got = r.status().as_u16();
+        let doc: Value = r.json().await.unwrap();
+        assert_eq!(status_got, status, "{body}: {doc}");
+        assert!(
+            doc["code"].is_string() && doc["message"].is_string(),
+            "{body}: {doc}"
+        );
+    }
+    // Path traversal in every name, id and file name a URL carries.
+    let bearer = |path: &str| {
+        http.get(format!("{}{path}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    for path in [
+        "/models/..%2F..%2Fetc",
+        "/models/iris/versions/..%2F..%2Findex.json",
+        "/models/iris/versions/v1/artifacts/..%2F..%2Fmanifest",
+        "/models/%2e%2e/production",
+        "/models/lookup?modality=gesture&user_id=..%2F..%2Fx",
+        "/jobs/..%2F..%2Fschedule",
+        "/jobs/00000000-0000-0000-0000-000000000000%2F..",
+    ] {
+        let r = bearer(path).await.unwrap();
+        let status = r.status();
+        let doc: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_client_error(), "{path}: {status} {doc}");
+        assert!(doc["code"].is_string(), "{path}: {doc}");
+    }
+    // Uploads with a traversing dataset or label are refused, and nothing is written for them.
+    for query in [
+        "label=real&dataset=..%2F..%2Fmodels",
+        "label=..%2Freal",
+        "label=real&dataset=a%2Fb",
+    ] {
+        let r = http
+            .post(format!("{}/uploads?{query}", server.base))
+            .bearer_auth(TOKEN)
+            .body(vec![0xffu8, 0xd8, 0xff, 0xe0, 0, 0])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{query}: {}", r.status());
+    }
+    fn files(dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, out);
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    let mut written = Vec::new();
+    files(server.dir.path(), &mut written);
+    assert!(
+        !written
+            .iter()
+            .any(|p| p.contains("/pending/") || p.contains("/a/b")),
+        "a refused upload was written: {written:?}"
+    );
+    healthy(&server).await;
+}
