@@ -149,6 +149,12 @@ pub fn dataset_catalog_entry(dataset: &DatasetName) -> Key {
     Key(format!("{DATASET_CATALOG}{dataset}"))
 }
 
+/// `catalog/last-run/<kind>`: the id of the newest run of a kind (`run`, `train`, `scrape`), so
+/// that `/status` reads one object instead of listing every run.
+pub fn last_run_pointer(kind_prefix: &str) -> Key {
+    Key(format!("catalog/last-run/{kind_prefix}"))
+}
+
 /// Folder of a dataset's snapshots.
 pub fn snapshots_prefix(dataset: &DatasetName) -> String {
     format!("datasets/{dataset}/snapshots/")

@@ -13,6 +13,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use crate::jobs::JobKind;
 use crate::layout::{self, Key};
 use crate::names::NameError;
+use crate::registry::MAX_CAS_ATTEMPTS;
+use crate::store::{PutMode, StoreError};
 use crate::{Error, Registry, Version};
 
 /// The time format inside a run id (second precision, UTC).
@@ -133,7 +135,45 @@ impl Registry {
         self.check_writable()?;
         let key = layout::run_object(run.as_str(), &[file])?;
         self.create_or_adopt(&key, bytes).await?;
+        // The pointer is a cache of the listing: a failure to move it is logged, not fatal, and
+        // `last_run` still finds the run by listing when the pointer is missing.
+        if let Err(e) = self.note_last_run(run).await {
+            tracing::warn!("could not update the last-run pointer for {run}: {e}");
+        }
         Ok(key)
+    }
+
+    /// Moves `catalog/last-run/<kind>` to `run` unless it already names a newer run: a
+    /// compare-and-swap loop, so racing writers leave the newest one there (a write applied but
+    /// reported failed is found on the next read).
+    async fn note_last_run(&self, run: &RunId) -> Result<(), Error> {
+        let Some(prefix) = run.as_str().split('_').next() else {
+            return Ok(());
+        };
+        let key = layout::last_run_pointer(prefix);
+        let ours = (run.started_at(), run.clone());
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let current = self.get_retrying(&key).await?;
+            let mode = match &current {
+                Some(object) => {
+                    let named = std::str::from_utf8(&object.bytes)
+                        .ok()
+                        .and_then(|t| RunId::parse(t.trim()).ok());
+                    if named.is_some_and(|id| (id.started_at(), id) >= ours) {
+                        return Ok(());
+                    }
+                    PutMode::IfMatch(object.etag.clone())
+                }
+                None => PutMode::Create,
+            };
+            let bytes = Bytes::from(run.as_str().to_owned());
+            match self.store().put(&key, bytes, mode).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::AlreadyExists { .. } | StoreError::PreconditionFailed { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// A stored file of a run's record, if there is one.
@@ -158,8 +198,20 @@ impl Registry {
         Ok(ids)
     }
 
-    /// The newest run of `kind` and when it started, if any ran.
+    /// The newest run of `kind` and when it started, if any ran: one read of the kind's pointer,
+    /// or a listing of `runs/` where there is none yet (registries from before the pointer).
     pub async fn last_run(&self, kind: RunKind) -> Result<Option<(RunId, DateTime<Utc>)>, Error> {
+        let pointer = self
+            .get_retrying(&layout::last_run_pointer(kind.prefix()))
+            .await?;
+        let named = pointer.as_ref().and_then(|o| {
+            let id = RunId::parse(std::str::from_utf8(&o.bytes).ok()?.trim()).ok()?;
+            let at = id.started_at()?;
+            id.is(kind).then_some((id, at))
+        });
+        if named.is_some() {
+            return Ok(named);
+        }
         Ok(self
             .runs(kind)
             .await?
@@ -230,6 +282,18 @@ mod tests {
             Some((runs[1].clone(), t(11)))
         );
         assert_eq!(reg.runs(RunKind::Training).await.unwrap().len(), 3);
+        // The pointer named the newest training run although an older one was stored last; a
+        // registry without it (from before the pointer) is answered by listing.
+        let pointer = layout::last_run_pointer("run");
+        assert_eq!(
+            &reg.store().get(&pointer).await.unwrap().unwrap().bytes[..],
+            runs[1].as_str().as_bytes()
+        );
+        reg.store().delete(&pointer).await.unwrap();
+        assert_eq!(
+            reg.last_run(RunKind::Training).await.unwrap(),
+            Some((runs[1].clone(), t(11)))
+        );
         assert_eq!(
             reg.last_run(RunKind::Job(JobKind::Scrape)).await.unwrap(),
             Some((runs[2].clone(), t(12)))
