@@ -178,6 +178,32 @@ async fn the_detector_trains_honestly_and_classifies_images_in_webassembly() {
         .await
         .unwrap();
     assert_eq!(huge.status(), 413);
+    // A decompression bomb: a real 7,000 x 7,000 PNG (49 MP) of a few dozen KiB, refused from
+    // its header by the pixel budget, and the host serves on.
+    let bomb = {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::GrayImage::new(7_000, 7_000)
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    };
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let refused = http
+        .post(format!("{}/classify?model=detector", server.base))
+        .header("content-type", "image/png")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "image_too_many_pixels", "{problem}");
+    let health = http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
     let tabular = post(photo.clone(), "model=iris").await.unwrap();
     assert_eq!(tabular.status(), 422, "iris does not take images");
     let problem: Value = tabular.json().await.unwrap();
