@@ -178,26 +178,33 @@ async fn the_detector_trains_honestly_and_classifies_images_in_webassembly() {
         .await
         .unwrap();
     assert_eq!(huge.status(), 413);
-    // A decompression bomb: a real 7,000 x 7,000 PNG (49 MP) of a few dozen KiB, refused from
-    // its header by the pixel budget, and the host serves on.
-    let bomb = {
+    // Decompression bombs: real 7,000 x 7,000 images (49 MP) of a few hundred KiB at most, in
+    // each accepted format, refused from their headers by the pixel budget.
+    for (format, media) in [
+        (image::ImageFormat::Png, "image/png"),
+        (image::ImageFormat::Jpeg, "image/jpeg"),
+        (image::ImageFormat::WebP, "image/webp"),
+    ] {
         let mut out = std::io::Cursor::new(Vec::new());
-        image::GrayImage::new(7_000, 7_000)
-            .write_to(&mut out, image::ImageFormat::Png)
+        image::DynamicImage::ImageRgb8(image::RgbImage::new(7_000, 7_000))
+            .write_to(&mut out, format)
             .unwrap();
-        out.into_inner()
-    };
-    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
-    let refused = http
-        .post(format!("{}/classify?model=detector", server.base))
-        .header("content-type", "image/png")
-        .body(bomb)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 413);
-    let problem: Value = refused.json().await.unwrap();
-    assert_eq!(problem["code"], "image_too_many_pixels", "{problem}");
+        let bomb = out.into_inner();
+        assert!(bomb.len() < 10 << 20, "{format:?}: {} bytes", bomb.len());
+        let refused = http
+            .post(format!("{}/classify?model=detector", server.base))
+            .header("content-type", media)
+            .body(bomb)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 413, "{format:?}");
+        let problem: Value = refused.json().await.unwrap();
+        assert_eq!(
+            problem["code"], "image_too_many_pixels",
+            "{format:?}: {problem}"
+        );
+    }
     let health = http
         .get(format!("{}/health", server.base))
         .send()
