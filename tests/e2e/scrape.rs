@@ -386,11 +386,7 @@ async fn uploads_are_kept_pending_then_ingested_like_any_image() {
         .args(["--json", "ingest", "--pending"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::ok(out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["tally"]["new"], 1);
     assert_eq!(report["tally"]["rejected"]["too_small"], 1);

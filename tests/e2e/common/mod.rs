@@ -140,11 +140,7 @@ pub fn train_iris(registry: &str, env: &[(String, String)], dir: &Path) {
         .arg(dir.join("runs"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(out);
 }
 
 pub fn start() -> Option<Server> {
